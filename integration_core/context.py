@@ -1,0 +1,146 @@
+"""What a provider hook gets for one connection: settings, decrypted secrets, HTTP session, cache."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import requests
+
+from .models import Connection
+
+
+class Secrets:
+    """Decrypted secrets of one connection. Never printed: ``repr`` shows names only."""
+
+    def __init__(self, values: Mapping[str, str], save: Callable[[dict[str, str]], None] | None = None,
+                 load: Callable[[], dict[str, str]] | None = None) -> None:
+        self._values = dict(values)
+        self._save = save
+        self._load = load
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._values.get(name, default)
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def names(self) -> list[str]:
+        return sorted(self._values)
+
+    def update(self, **values: str | None) -> None:
+        """Change secrets and persist them encrypted (``None`` removes one)."""
+        for key, value in values.items():
+            if value is None:
+                self._values.pop(key, None)
+            else:
+                self._values[key] = str(value)
+        if self._save is not None:
+            self._save(dict(self._values))
+
+    def reload(self) -> None:
+        """Read the stored secrets again (another thread or process may have refreshed a token)."""
+        if self._load is not None:
+            self._values = self._load()
+
+    def __repr__(self) -> str:
+        return f"Secrets(names={self.names()!r})"
+
+    __str__ = __repr__
+
+
+_SESSION: requests.Session | None = None
+_SESSION_LOCK = threading.Lock()
+
+
+def shared_session() -> requests.Session:
+    """One pooled ``requests.Session`` per process, shared by every provider call."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            _SESSION = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=64)
+            _SESSION.mount("http://", adapter)
+            _SESSION.mount("https://", adapter)
+        return _SESSION
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(key: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
+_CACHES: dict[str, dict[str, Any]] = {}
+
+
+class ProviderContext:
+    """The ``connection`` argument of every provider hook."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        secrets: Secrets,
+        *,
+        save_settings: Callable[[dict[str, Any]], None] | None = None,
+        process_lock: Callable[[str], AbstractContextManager[None]] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.record = connection
+        self.secrets = secrets
+        self._settings = dict(connection.settings)
+        self._save_settings = save_settings
+        self._process_lock = process_lock
+        self.http = session or shared_session()
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def provider(self) -> str:
+        return self.record.provider
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return self._settings
+
+    def update_settings(self, **values: Any) -> None:
+        """Persist non-secret settings learned at run time (e.g. the API host from a token response)."""
+        self._settings.update(values)
+        if self._save_settings is not None:
+            self._save_settings(dict(self._settings))
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """A per-connection, per-process cache for lookups that rarely change (currencies, base currency)."""
+        return _CACHES.setdefault(self.record.id, {})
+
+    @contextmanager
+    def exclusive(self, purpose: str = "refresh") -> Iterator[None]:
+        """Serialize a critical section (a token refresh) across threads and, on PostgreSQL, processes.
+
+        Callers re-read ``secrets`` inside it: whoever waited finds the fresh token and does not refresh.
+        """
+        key = f"{self.record.id}:{purpose}"
+        with _thread_lock(key):
+            if self._process_lock is None:
+                yield
+            else:
+                with self._process_lock(key):
+                    yield
+
+    def __repr__(self) -> str:
+        r = self.record
+        return (
+            f"ProviderContext(id={r.id!r}, provider={r.provider!r}, "
+            f"tenant={r.tenant_id!r}, env={r.environment_id!r})"
+        )

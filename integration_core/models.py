@@ -1,0 +1,284 @@
+"""Value types shared by the core, the providers and the host. Money is always ``Decimal``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, float):
+        raise TypeError("money must be Decimal, int or str, never float")
+    result = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    if not result.is_finite():
+        raise ValueError(f"money must be finite, got {value!r}")
+    return result
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def _optional_date(value: Any) -> dt.date | None:
+    return None if value in (None, "") else _date(value)
+
+
+def _currency(value: Any) -> str:
+    code = str(value).strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise ValueError(f"currency must be a 3-letter ISO 4217 code, got {value!r}")
+    return code
+
+
+def _nonempty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{attribute.name} must be a non-empty string")
+
+
+@attrs.frozen
+class Customer:
+    """The host's customer, as an invoice carries it."""
+
+    id: str = attrs.field(validator=_nonempty)
+    name: str = attrs.field(validator=_nonempty)
+    email: str | None = attrs.field(default=None, converter=lambda v: (v or None) and str(v).strip().lower())
+    company_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "email": self.email, "company_name": self.company_name}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Customer:
+        return cls(
+            id=str(data["id"]), name=data["name"], email=data.get("email"), company_name=data.get("company_name")
+        )
+
+
+@attrs.frozen
+class LineItem:
+    """One billed line: a description and its full amount (quantity is the host's business)."""
+
+    description: str = attrs.field(validator=_nonempty)
+    amount: Decimal = attrs.field(converter=_decimal)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"description": self.description, "amount": str(self.amount)}
+
+
+def _lines(value: Any) -> tuple[LineItem, ...]:
+    lines = tuple(v if isinstance(v, LineItem) else LineItem(**v) for v in value)
+    if not lines:
+        raise ValueError("an invoice needs at least one line")
+    return lines
+
+
+@attrs.frozen
+class Invoice:
+    """A finalized host invoice, the unit of outbound sync."""
+
+    id: str = attrs.field(validator=_nonempty)
+    number: str = attrs.field(validator=_nonempty)
+    customer: Customer
+    currency: str = attrs.field(converter=_currency)
+    issue_date: dt.date = attrs.field(converter=_date)
+    lines: tuple[LineItem, ...] = attrs.field(converter=_lines)
+    due_date: dt.date | None = attrs.field(default=None, converter=_optional_date)
+    notes: str | None = None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal("0"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "number": self.number,
+            "customer": self.customer.to_dict(),
+            "currency": self.currency,
+            "issue_date": self.issue_date.isoformat(),
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+            "lines": [line.to_dict() for line in self.lines],
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Invoice:
+        """Build from JSON-like data; raises ``ValueError``/``KeyError``/``TypeError`` on bad input."""
+        if not isinstance(data, Mapping):
+            raise TypeError("an invoice must be a JSON object")
+        lines = data["lines"]
+        if not isinstance(lines, list):
+            raise TypeError("lines must be a list")
+        for line in lines:
+            if isinstance(line, Mapping) and isinstance(line.get("amount"), float):
+                raise TypeError("line amounts must be strings or integers, not floats (money is exact)")
+        return cls(
+            id=str(data["id"]),
+            number=str(data["number"]),
+            customer=Customer.from_dict(data["customer"]),
+            currency=data["currency"],
+            issue_date=data["issue_date"],
+            due_date=data.get("due_date"),
+            lines=[LineItem(description=line["description"], amount=line["amount"]) for line in lines],
+            notes=data.get("notes"),
+        )
+
+
+@attrs.frozen
+class SyncSettings:
+    """Which directions sync for a connection; both on by default."""
+
+    invoices_outbound: bool = True
+    customers_inbound: bool = True
+
+
+class ConnectionStatus:
+    PENDING_AUTH = "pending_auth"
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    DISABLED = "disabled"
+
+
+@attrs.frozen
+class Connection:
+    """A (tenant, environment, provider) account. Secrets are never part of this value."""
+
+    id: str
+    tenant_id: str
+    environment_id: str
+    provider: str
+    name: str
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
+    status: str = ConnectionStatus.PENDING_AUTH
+    sync: SyncSettings = attrs.field(factory=SyncSettings)
+
+
+@attrs.frozen
+class SettingField:
+    """One field a provider asks for when a connection is created (secret fields go to the vault)."""
+
+    name: str
+    help: str
+    secret: bool = False
+    required: bool = True
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ProviderInfo:
+    name: str
+    title: str
+    version: str
+    fields: tuple[SettingField, ...] = ()
+
+
+@attrs.frozen
+class RateLimit:
+    """A provider account's documented limits; the core keeps every account under them."""
+
+    requests: int
+    per_seconds: float
+    concurrency: int = 1
+
+
+@attrs.frozen
+class ConnectResult:
+    """What a provider learned when it checked a connection (e.g. the organization's base currency)."""
+
+    account_name: str
+    base_currency: str | None = None
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RemoteInvoice:
+    """The remote record for a pushed invoice; ``adopted`` when found by reference instead of created."""
+
+    remote_id: str
+    remote_number: str | None = None
+    adopted: bool = False
+
+
+@attrs.frozen
+class WebhookRequest:
+    """An inbound HTTP request as the dispatcher received it (headers lower-cased)."""
+
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+    form: Mapping[str, list[str]] = attrs.field(factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+# Normalized inbound events. ``dedupe_key`` is stable across re-deliveries of the same remote event.
+
+
+@attrs.frozen
+class InvoicePaid:
+    dedupe_key: str
+    remote_invoice_id: str
+    amount: Decimal = attrs.field(converter=_decimal)
+    currency: str | None
+    paid_on: dt.date = attrs.field(converter=_date)
+    kind: str = "invoice_paid"
+
+
+@attrs.frozen
+class InvoiceVoided:
+    dedupe_key: str
+    remote_invoice_id: str
+    kind: str = "invoice_voided"
+
+
+@attrs.frozen
+class CustomerCreated:
+    dedupe_key: str
+    remote_customer_id: str
+    name: str
+    email: str | None
+    kind: str = "customer_created"
+
+
+@attrs.frozen
+class Ignored:
+    dedupe_key: str
+    reason: str
+    kind: str = "ignored"
+
+
+Event = InvoicePaid | InvoiceVoided | CustomerCreated | Ignored
+EVENT_TYPES: dict[str, type] = {
+    "invoice_paid": InvoicePaid,
+    "invoice_voided": InvoiceVoided,
+    "customer_created": CustomerCreated,
+    "ignored": Ignored,
+}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attrs.asdict(event).items():
+        if isinstance(value, dt.date):
+            value = value.isoformat()
+        elif isinstance(value, Decimal):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    cls = EVENT_TYPES[data["kind"]]
+    return cls(**{k: v for k, v in data.items() if k != "kind"})
