@@ -15,8 +15,12 @@ from .models import Connection
 class Secrets:
     """Decrypted secrets of one connection. Never printed: ``repr`` shows names only."""
 
-    def __init__(self, values: Mapping[str, str], save: Callable[[dict[str, str]], None] | None = None,
-                 load: Callable[[], dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, str],
+        save: Callable[[dict[str, str]], None] | None = None,
+        load: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
         self._values = dict(values)
         self._save = save
         self._load = load
@@ -141,6 +145,5 @@ class ProviderContext:
     def __repr__(self) -> str:
         r = self.record
         return (
-            f"ProviderContext(id={r.id!r}, provider={r.provider!r}, "
-            f"tenant={r.tenant_id!r}, env={r.environment_id!r})"
+            f"ProviderContext(id={r.id!r}, provider={r.provider!r}, tenant={r.tenant_id!r}, env={r.environment_id!r})"
         )

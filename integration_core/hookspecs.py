@@ -41,6 +41,12 @@ def provider_info() -> ProviderInfo:
 
 
 @hookspec(firstresult=True)
+def validate_settings(values: dict[str, str]) -> dict[str, str]:
+    """Check and normalize the values of a new or changed connection (settings and secrets together);
+    raise ``ConfigurationError`` with a message that tells the operator what to fix."""
+
+
+@hookspec(firstresult=True)
 def rate_limit(connection: ProviderContext) -> RateLimit:
     """The documented request limit of this connection's remote account (the core stays under it)."""
 

@@ -179,6 +179,7 @@ class ProviderInfo:
     title: str
     version: str
     fields: tuple[SettingField, ...] = ()
+    oauth: bool = False  # True when a connection is completed by an authorization flow
 
 
 @attrs.frozen

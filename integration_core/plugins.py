@@ -12,8 +12,19 @@ from .errors import UnknownProviderError
 
 ENTRY_POINT_GROUP = "integration_core.providers"
 PROVIDER_HOOKS = (
-    "provider_info", "rate_limit", "authorization_url", "complete_authorization", "connect", "disconnect",
-    "upsert_contact", "push_invoice", "find_invoice", "void_remote_invoice", "verify_webhook", "parse_event",
+    "provider_info",
+    "validate_settings",
+    "rate_limit",
+    "authorization_url",
+    "complete_authorization",
+    "connect",
+    "disconnect",
+    "upsert_contact",
+    "push_invoice",
+    "find_invoice",
+    "void_remote_invoice",
+    "verify_webhook",
+    "parse_event",
 )
 
 
