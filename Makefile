@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml plugins/zoho_books/pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m integration_core.demo
+	$(BIN)/python -m demo
 
 test: $(STAMP)
 	$(BIN)/ruff check integration_core plugins tests bench

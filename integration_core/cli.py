@@ -1,6 +1,336 @@
+"""The ``integration-core`` command line. Secrets come from prompts, stdin or ``IC_SECRET_*`` variables,
+never from arguments (which end up in shell history and ``ps``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
 import click
 
+from .config import Config
+from .errors import IntegrationError
+from .models import SyncSettings
 
-@click.group()
-def main() -> None:
-    """integration-core"""
+
+def hub_from_env() -> Any:
+    from .hub import Hub
+
+    return Hub(Config.from_env())
+
+
+class _Group(click.Group):
+    """Turns the core's typed errors into one clear line and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IntegrationError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """Keep accounting systems in step with your billing platform."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+# --- db ---------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the schema (Alembic)."""
+    from .store import create_engine_for, upgrade
+    from .store.db import current_revision
+
+    cfg = Config.from_env()
+    engine = create_engine_for(cfg.database_url)
+    upgrade(engine, revision)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+# --- providers --------------------------------------------------------------------------------------
+
+
+@main.command("providers")
+def providers_cmd() -> None:
+    """List installed providers (found through the ``integration_core.providers`` entry points)."""
+    from .plugins import Plugins
+
+    plugins = Plugins()
+    for name in plugins.provider_names():
+        info = plugins.provider(name).provider_info()
+        title = info.title if info else "(no provider_info)"
+        click.echo(f"{name}\t{plugins.version(name)}\t{title}")
+
+
+# --- connections ------------------------------------------------------------------------------------
+
+
+@main.group()
+def connections() -> None:
+    """Create and inspect connections."""
+
+
+def _read_secret(name: str, help_text: str, use_stdin: bool) -> str:
+    env_name = "IC_SECRET_" + name.upper()
+    if os.environ.get(env_name):
+        return os.environ[env_name]
+    if use_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise click.ClickException(f"stdin ended before {name} was given")
+        return line.rstrip("\n")
+    return click.prompt(f"{name} ({help_text})", hide_input=True)
+
+
+def _collect_values(provider: str, given: tuple[str, ...], use_stdin: bool, *, only_given: bool = False) -> dict:
+    from .plugins import Plugins
+
+    info = Plugins().provider(provider).provider_info()
+    fields = {f.name: f for f in info.fields}
+    values: dict[str, str] = {}
+    for item in given:
+        if "=" not in item:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        key, value = item.split("=", 1)
+        if key in fields and fields[key].secret:
+            raise click.BadParameter(
+                f"{key} is a secret: give it at the prompt, on stdin (--secrets-stdin) or as IC_SECRET_{key.upper()}",
+                param_hint="--set",
+            )
+        values[key] = value
+    if only_given:
+        return values
+    for f in info.fields:
+        if f.name in values:
+            continue
+        if f.secret:
+            values[f.name] = _read_secret(f.name, f.help, use_stdin)
+        elif f.required and f.default is None:
+            values[f.name] = click.prompt(f"{f.name} ({f.help})")
+    return values
+
+
+@connections.command("add")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--environment", "environment_id", required=True)
+@click.option("--provider", required=True)
+@click.option("--name", required=True)
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A non-secret setting.")
+@click.option("--secrets-stdin", is_flag=True, help="Read secret fields from stdin, one per line, in field order.")
+@click.option("--no-invoices-outbound", is_flag=True, help="Do not push invoices for this connection.")
+@click.option("--no-customers-inbound", is_flag=True, help="Do not take customers created remotely.")
+def connections_add(
+    tenant_id: str,
+    environment_id: str,
+    provider: str,
+    name: str,
+    settings: tuple[str, ...],
+    secrets_stdin: bool,
+    no_invoices_outbound: bool,
+    no_customers_inbound: bool,
+) -> None:
+    """Create a connection; secret fields are prompted for (hidden) or read from stdin / IC_SECRET_*."""
+    hub = hub_from_env()
+    values = _collect_values(provider, settings, secrets_stdin)
+    conn = hub.add_connection(
+        tenant_id=tenant_id,
+        environment_id=environment_id,
+        provider=provider,
+        name=name,
+        values=values,
+        sync=SyncSettings(invoices_outbound=not no_invoices_outbound, customers_inbound=not no_customers_inbound),
+    )
+    click.echo(f"created connection {conn.id} ({conn.status})")
+
+
+@connections.command("update")
+@click.argument("connection_id")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE")
+@click.option("--secret", "secret_names", multiple=True, metavar="NAME", help="A secret field to change (prompted).")
+@click.option("--secrets-stdin", is_flag=True)
+@click.option("--invoices-outbound/--no-invoices-outbound", default=None)
+@click.option("--customers-inbound/--no-customers-inbound", default=None)
+def connections_update(
+    connection_id: str,
+    settings: tuple[str, ...],
+    secret_names: tuple[str, ...],
+    secrets_stdin: bool,
+    invoices_outbound: bool | None,
+    customers_inbound: bool | None,
+) -> None:
+    """Change settings, a secret (e.g. a new webhook secret) or the sync directions."""
+    hub = hub_from_env()
+    conn = hub.get_connection(connection_id)
+    values = _collect_values(conn.provider, settings, secrets_stdin, only_given=True)
+    info = hub.provider_info(conn.provider)
+    helps = {f.name: f.help for f in info.fields if f.secret}
+    for secret_name in secret_names:
+        if secret_name not in helps:
+            raise click.BadParameter(f"{secret_name} is not a secret field of {conn.provider}", param_hint="--secret")
+        values[secret_name] = _read_secret(secret_name, helps[secret_name], secrets_stdin)
+    sync = None
+    if invoices_outbound is not None or customers_inbound is not None:
+        sync = SyncSettings(
+            invoices_outbound=conn.sync.invoices_outbound if invoices_outbound is None else invoices_outbound,
+            customers_inbound=conn.sync.customers_inbound if customers_inbound is None else customers_inbound,
+        )
+    hub.update_connection(connection_id, values=values or None, sync=sync)
+    click.echo(f"updated connection {connection_id}")
+
+
+@connections.command("list")
+@click.option("--tenant", "tenant_id")
+@click.option("--json", "as_json", is_flag=True)
+def connections_list(tenant_id: str | None, as_json: bool) -> None:
+    """One line per connection."""
+    hub = hub_from_env()
+    rows = hub.list_connections(tenant_id=tenant_id)
+    if as_json:
+        click.echo(json.dumps([_conn_dict(c) for c in rows], indent=2))
+        return
+    for c in rows:
+        click.echo(f"{c.id}\t{c.provider}\t{c.tenant_id}/{c.environment_id}\t{c.status}\t{c.name}")
+
+
+def _conn_dict(c: Any) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "tenant_id": c.tenant_id,
+        "environment_id": c.environment_id,
+        "provider": c.provider,
+        "name": c.name,
+        "status": c.status,
+        "settings": dict(c.settings),
+        "invoices_outbound": c.sync.invoices_outbound,
+        "customers_inbound": c.sync.customers_inbound,
+    }
+
+
+@connections.command("show")
+@click.argument("connection_id")
+def connections_show(connection_id: str) -> None:
+    """Settings (secrets by name only), status and sync directions."""
+    hub = hub_from_env()
+    conn = hub.get_connection(connection_id)
+    data = _conn_dict(conn)
+    data["secrets"] = hub.context(conn).secrets.names()
+    click.echo(json.dumps(data, indent=2))
+
+
+@connections.command("disable")
+@click.argument("connection_id")
+def connections_disable(connection_id: str) -> None:
+    """Stop pushing and refuse webhooks for this connection (nothing queued is lost)."""
+    hub_from_env().disable(connection_id)
+    click.echo(f"disabled {connection_id}")
+
+
+@connections.command("enable")
+@click.argument("connection_id")
+def connections_enable(connection_id: str) -> None:
+    hub_from_env().enable(connection_id)
+    click.echo(f"enabled {connection_id}")
+
+
+@connections.command("authorize-url")
+@click.argument("connection_id")
+@click.option("--redirect-uri", help="Default: <public url>/v1/oauth/callback")
+def connections_authorize_url(connection_id: str, redirect_uri: str | None) -> None:
+    """Print the URL where the account owner grants access (OAuth providers)."""
+    hub = hub_from_env()
+    redirect = redirect_uri or hub.config.public_url.rstrip("/") + "/v1/oauth/callback"
+    click.echo(hub.start_authorization(connection_id, redirect))
+
+
+@connections.command("check")
+@click.argument("connection_id")
+def connections_check(connection_id: str) -> None:
+    """Call the provider and report the account found (name, base currency)."""
+    result = hub_from_env().check_connection(connection_id)
+    click.echo(f"ok: {result.account_name} (base currency {result.base_currency})")
+
+
+# --- keys -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys of the secrets at rest."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Put a new key first and re-encrypt every stored secret.
+
+    With a key file, a new key is generated and prepended. With IC_KEYS, put the new key first in
+    IC_KEYS yourself (``integration-core keys generate``), then run this.
+    """
+    from .vault import generate_key, load_keys, read_key_file, write_key_file
+
+    cfg = Config.from_env()
+    if not cfg.keys:
+        current = load_keys((), cfg.key_file, create=False)
+        write_key_file(cfg.key_file, [generate_key(), *current])
+    hub = hub_from_env()
+    count = hub.rotate_secrets()
+    total = len(cfg.keys) if cfg.keys else len(read_key_file(cfg.key_file))
+    click.echo(f"re-encrypted {count} connection(s) under the first of {total} key(s)")
+    click.echo("when every worker runs with the new key list, drop the old keys with: integration-core keys prune")
+
+
+@keys.command("prune")
+def keys_prune() -> None:
+    """Drop every key but the first, after checking each stored secret is readable with the first alone."""
+    from .vault import read_key_file, write_key_file
+
+    cfg = Config.from_env()
+    hub = hub_from_env()
+    if not hub.secrets_readable_by_primary_key():
+        raise click.ClickException("some secrets are not yet encrypted under the first key: run keys rotate first")
+    if cfg.keys:
+        click.echo("all secrets use the first key: remove the other keys from IC_KEYS")
+        return
+    current = read_key_file(cfg.key_file)
+    write_key_file(cfg.key_file, current[:1])
+    click.echo(f"dropped {len(current) - 1} old key(s)")
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new key (for IC_KEYS)."""
+    from .vault import generate_key
+
+    click.echo(generate_key())
+
+
+def _load_extensions() -> None:
+    """Commands of the core's other modules, then those contributed by plugins."""
+    import importlib
+
+    for module in ("integration_core.cli_outbound", "integration_core.cli_inbound"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    from .plugins import Plugins
+
+    Plugins().register_commands(main)
+
+
+_load_extensions()
