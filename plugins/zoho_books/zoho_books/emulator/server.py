@@ -1,0 +1,398 @@
+"""The Emulator object: one loopback HTTP server answering as Zoho Accounts, Books and a control API."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import parse_qsl
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+
+from .api import BooksApi, RequestCounters
+from .errors import INTERNAL_ERROR, RATE_LIMIT_MINUTE, OAuthError, ZohoError
+from .faults import FaultInjector
+from .httpio import MAX_BODY, Request, Response, jsonable
+from .limits import LimitConfig, RateLimiter
+from .oauth import ALL_SCOPES, OAuthConfig, OAuthServer
+from .state import BooksState
+from .webhooks import WebhookDelivery, contact_record, invoice_record, send_webhook
+
+log = logging.getLogger(__name__)
+SOCKET_KEY = "zoho_emulator.socket"
+LOST_KEY = "zoho_emulator.lost"
+API_PREFIX = "/books/v3"
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+class _ServerHandler(ServerHandler):
+    """Skips writing when the app already broke the connection on purpose (lost-response fault)."""
+
+    def finish_response(self) -> None:
+        if self.environ.get(LOST_KEY):
+            self.close()
+            return
+        super().finish_response()
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """Exposes the client socket to the app and keeps the test output quiet."""
+
+    verbose = False
+
+    def get_environ(self) -> dict[str, Any]:
+        env = super().get_environ()
+        env[SOCKET_KEY] = self.connection
+        return env
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.verbose:
+            super().log_message(format, *args)
+
+    def handle(self) -> None:
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _ServerHandler(
+            self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True
+        )
+        handler.request_handler = self  # type: ignore[attr-defined]
+        try:
+            handler.run(self.server.get_app())  # type: ignore[attr-defined]
+        except OSError:
+            pass
+
+
+def _break_connection(environ: dict[str, Any], response: Response) -> None:
+    """Send the status line, headers and half the body, then close: the client sees a truncated answer."""
+    sock: socket.socket | None = environ.get(SOCKET_KEY)
+    environ[LOST_KEY] = True
+    if sock is None:
+        return
+    head = [f"HTTP/1.1 {response.status_line()}", f"Content-Length: {len(response.body)}"]
+    head += [f"{k}: {v}" for k, v in response.headers]
+    try:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + response.body[: len(response.body) // 2])
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class Emulator:
+    """A faithful local Zoho Books: start it, register a client and an organization, point a client at it."""
+
+    def __init__(
+        self,
+        *,
+        rate_limit_per_minute: int = 100,
+        rate_window_seconds: float = 60.0,
+        daily_limit: int | None = None,
+        max_concurrent: int | None = None,
+        retry_after: int | None = None,
+        access_token_ttl: int = 3600,
+        code_ttl: float = 120.0,
+        refresh_limit: int = 10,
+        refresh_window_seconds: float = 600.0,
+        enforce_scopes: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        self.state = BooksState()
+        self.oauth = OAuthServer(
+            OAuthConfig(access_token_ttl, code_ttl, refresh_limit, refresh_window_seconds, 20, enforce_scopes)
+        )
+        self.limiter = RateLimiter(
+            LimitConfig(rate_limit_per_minute, rate_window_seconds, daily_limit, max_concurrent, retry_after)
+        )
+        self.faults = FaultInjector()
+        self.counters = RequestCounters()
+        self.api = BooksApi(self.state, self.oauth, self.limiter, self.counters, self._guard)
+        self.verbose = verbose
+        self._server: _ThreadingWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._base_url = ""
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        handler = type("_Handler", (_RequestHandler,), {"verbose": self.verbose})
+        server = make_server(host, port, self.wsgi, server_class=_ThreadingWSGIServer, handler_class=handler)
+        self._server = server
+        self._base_url = f"http://{host}:{server.server_port}"
+        self._thread = threading.Thread(target=server.serve_forever, name="zoho-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def serve_forever(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Block in the calling thread (CLI use); Ctrl-C stops it."""
+        self.start(host, port)
+        try:
+            while self._thread is not None and self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Emulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if not self._base_url:
+            raise RuntimeError("emulator not started")
+        return self._base_url
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + API_PREFIX
+
+    # ----------------------------------------------------------------- setup
+    def add_client(self, client_id: str, client_secret: str, redirect_uris: Iterable[str] | str) -> None:
+        uris = [redirect_uris] if isinstance(redirect_uris, str) else list(redirect_uris)
+        self.oauth.add_client(client_id, client_secret, uris)
+
+    def add_organization(
+        self, org_id: str | None = None, name: str = "Emulated Org", currency_code: str = "USD",
+        plan: str = "premium", daily_limit: int | None = None, max_concurrent: int | None = None,
+    ) -> str:
+        return self.state.add_organization(name, currency_code, plan, org_id, daily_limit, max_concurrent)
+
+    def add_currency(self, org_id: str, code: str, exchange_rate: Any = 0) -> dict[str, Any]:
+        return jsonable(self.state.add_currency(org_id, code, exchange_rate))
+
+    def issue_tokens(
+        self, client_id: str, *org_ids: str, scopes: Iterable[str] = ALL_SCOPES
+    ) -> dict[str, Any]:
+        """Mint tokens without the OAuth dance; no org ids means access to every organization."""
+        body = self.oauth.issue(client_id, org_ids or None, scopes)
+        body["api_domain"] = self.base_url if self._base_url else ""
+        return body
+
+    def reset(self) -> None:
+        """Forget all data, clients, tokens, counters and faults; configuration stays."""
+        self.state.reset()
+        self.oauth.reset()
+        self.limiter.reset()
+        self.faults.clear()
+        self.counters.reset()
+
+    # ----------------------------------------------------------------- faults
+    def fail_next(self, count: int = 1, status: int = 500, method: str | None = None,
+                  path_prefix: str | None = None) -> None:
+        self.faults.add("error", count, method, path_prefix, status)
+
+    def rate_limit_next(self, count: int = 1, method: str | None = None, path_prefix: str | None = None) -> None:
+        self.faults.add("rate_limit", count, method, path_prefix)
+
+    def lose_next_response(self, count: int = 1, method: str | None = None, path_prefix: str | None = None,
+                           as_error: bool = False) -> None:
+        """Commit the write, then cut the connection (or answer 500 when `as_error`)."""
+        self.faults.add("error_after_commit" if as_error else "lost", count, method, path_prefix)
+
+    def set_latency(self, seconds: float | None = None, low: float | None = None, high: float | None = None) -> None:
+        self.faults.set_latency(seconds, low, high)
+
+    def random_faults(self, rates: Mapping[str, float] | None, seed: int | None = None,
+                      latency: tuple[float, float] | None = None) -> None:
+        self.faults.set_random(dict(rates) if rates is not None else None, seed, latency)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def expire_tokens(self) -> int:
+        return self.oauth.expire_all()
+
+    # ----------------------------------------------------------------- introspection
+    def request_count(self, org_id: str, method: str, template: str) -> int:
+        return self.counters.get(org_id, method, template)
+
+    def request_counts(self, org_id: str | None = None) -> dict[str, int]:
+        return self.counters.snapshot(org_id)
+
+    def _records(self, org_id: str, kind: str) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return jsonable(list(getattr(self.state.org(org_id), kind).values()))
+
+    def invoices(self, org_id: str) -> list[dict[str, Any]]:
+        return self._records(org_id, "invoices")
+
+    def contacts(self, org_id: str) -> list[dict[str, Any]]:
+        return [dict(c, email=self.state.primary_person(c).get("email", "")) for c in self._records(org_id, "contacts")]
+
+    def payments(self, org_id: str) -> list[dict[str, Any]]:
+        return self._records(org_id, "payments")
+
+    # ----------------------------------------------------------------- data shortcuts and webhooks
+    def create_contact(
+        self, org_id: str, contact_name: str, contact_type: str = "customer", email: str | None = None,
+        webhook_url: str | None = None, secret: str | None = None, **fields: Any,
+    ) -> tuple[dict[str, Any], WebhookDelivery | None]:
+        data: dict[str, Any] = {"contact_name": contact_name, "contact_type": contact_type, **fields}
+        if email:
+            data.setdefault("contact_persons", [{"email": email, "is_primary_contact": True}])
+        contact = self.state.create_contact(org_id, data)
+        delivery = None
+        if webhook_url:
+            delivery = self.send_webhook(webhook_url, "contact", self.contact_webhook(org_id, contact["contact_id"]),
+                                         secret)
+        return jsonable(self.state.contact_full(contact)), delivery
+
+    def create_invoice(self, org_id: str, customer_id: str, line_items: list[dict[str, Any]],
+                       **fields: Any) -> dict[str, Any]:
+        return jsonable(self.state.create_invoice(org_id, {"customer_id": customer_id, "line_items": line_items,
+                                                           **fields}))
+
+    def record_payment(
+        self, org_id: str, invoice_id: str, amount: Any = None, payment_mode: str = "banktransfer",
+        date: str | None = None, webhook_url: str | None = None, secret: str | None = None,
+    ) -> tuple[dict[str, Any], WebhookDelivery | None]:
+        """Pay an invoice (its whole balance by default) and optionally emit the invoice webhook."""
+        inv = self.state.invoice(org_id, invoice_id)
+        applied = inv["balance"] if amount is None else amount
+        payment = self.state.create_payment(org_id, {
+            "customer_id": inv["customer_id"], "payment_mode": payment_mode, "amount": applied,
+            "date": date or time.strftime("%Y-%m-%d"),
+            "invoices": [{"invoice_id": invoice_id, "amount_applied": applied}],
+        })
+        delivery = None
+        if webhook_url:
+            delivery = self.send_webhook(webhook_url, "invoice", self.invoice_webhook(org_id, invoice_id), secret)
+        return jsonable(payment), delivery
+
+    def void_invoice(self, org_id: str, invoice_id: str, webhook_url: str | None = None,
+                     secret: str | None = None) -> tuple[dict[str, Any], WebhookDelivery | None]:
+        self.state.mark_void(org_id, invoice_id)
+        record = self.invoice_webhook(org_id, invoice_id)
+        delivery = self.send_webhook(webhook_url, "invoice", record, secret) if webhook_url else None
+        return record, delivery
+
+    def invoice_webhook(self, org_id: str, invoice_id: str) -> dict[str, Any]:
+        return invoice_record(self.state, org_id, invoice_id)
+
+    def contact_webhook(self, org_id: str, contact_id: str) -> dict[str, Any]:
+        return contact_record(self.state, org_id, contact_id)
+
+    @staticmethod
+    def send_webhook(
+        url: str, module: str, record: Mapping[str, Any], secret: str | None,
+        query: Mapping[str, str] | None = None, form: Mapping[str, str] | None = None,
+    ) -> WebhookDelivery:
+        return send_webhook(url, module, record, secret, query, form)
+
+    # ----------------------------------------------------------------- HTTP
+    def _guard(self, req: Request, run: Any) -> Response:
+        """Latency, then scheduled/random faults around the real handler."""
+        delay = self.faults.pick_delay()
+        if delay > 0:
+            time.sleep(delay)
+        api_path = req.path.removeprefix(API_PREFIX)
+        fault = self.faults.take(req.method, req.path, api_path)
+        if fault is not None and fault.kind == "error":
+            return Response.json(fault.status, {"code": INTERNAL_ERROR, "message": "Internal Error"})
+        if fault is not None and fault.kind == "rate_limit":
+            headers = []
+            if self.limiter.config.retry_after is not None:
+                headers.append(("Retry-After", str(self.limiter.config.retry_after)))
+            err = ZohoError(429, RATE_LIMIT_MINUTE,
+                            "You have made too many requests per minute. Please try again after some time.")
+            return Response.error(err, headers)
+        try:
+            response: Response = run()
+        except ZohoError as err:
+            response = Response.error(err)
+        except OAuthError as err:
+            response = Response.json(err.status, err.body())
+        if fault is not None and fault.kind == "lost":
+            response.lost = True
+        elif fault is not None and fault.kind == "error_after_commit":
+            response = Response.json(fault.status, {"code": INTERNAL_ERROR, "message": "Internal Error"})
+        return response
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """WSGI entry point; never lets a traceback reach the client."""
+        try:
+            req = self._request(environ)
+            response = self._dispatch(req)
+        except ZohoError as err:
+            response = Response.error(err)
+        except Exception:
+            log.exception("emulator internal error")
+            response = Response.json(500, {"code": INTERNAL_ERROR, "message": "Internal Error"})
+        if response.lost:
+            _break_connection(environ, response)
+            start_response(response.status_line(), [])
+            return []
+        start_response(response.status_line(), [*response.headers, ("Content-Length", str(len(response.body)))])
+        return [response.body]
+
+    def _request(self, environ: dict[str, Any]) -> Request:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY:
+            raise ZohoError(413, 4, "Request body too large")
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        path = environ.get("PATH_INFO", "/") or "/"
+        return Request(environ["REQUEST_METHOD"].upper(), path, query, headers, body, environ)
+
+    def _dispatch(self, req: Request) -> Response:
+        from .control import handle_control
+
+        if req.path.startswith("/_emulator/"):
+            return handle_control(self, req)
+        if req.path.startswith(API_PREFIX + "/"):
+            return self.api.handle(req, req.path[len(API_PREFIX):])
+        if req.path.rstrip("/") in ("/oauth/v2/auth", "/oauth/v2/token", "/oauth/v2/token/revoke"):
+            return self._guard(req, lambda: self._oauth(req))
+        return Response.json(404, {"code": 5, "message": "Invalid URL Passed"})
+
+    def _oauth(self, req: Request) -> Response:
+        path = req.path.rstrip("/")
+        try:
+            if path == "/oauth/v2/auth":
+                if req.method not in ("GET", "POST"):
+                    return Response.json(405, {"error": "method_not_allowed"})
+                location = self.oauth.authorize({**req.query, **req.form()}, self.base_url)
+                return Response(302, b"", [("Location", location)])
+            if req.method != "POST":
+                return Response.json(405, {"error": "method_not_allowed"})
+            params = {**req.query, **req.form()}
+            if path == "/oauth/v2/token":
+                return Response.json(200, self.oauth.token(params, self.base_url))
+            if self.oauth.revoke(params.get("token", "")):
+                return Response.json(200, {"status": "success"})
+            return Response.json(200, {"error": "invalid_token"})
+        except OAuthError as err:
+            return Response.json(err.status, err.body())

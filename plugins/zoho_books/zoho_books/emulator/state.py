@@ -1,0 +1,595 @@
+"""In-memory Books data per organization plus the business rules Zoho enforces on it.
+
+Everything lives behind one re-entrant lock: the emulator is a test double, simplicity beats throughput.
+Money is kept as Decimal and only turned into JSON numbers at the HTTP edge.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import (
+    ALREADY_EXISTS,
+    CONTACT_NAME_EXISTS,
+    TOO_LONG,
+    ZohoError,
+    invalid,
+    mandatory,
+    not_found,
+)
+
+CENT = Decimal("0.01")
+PAYMENT_MODES = ("check", "cash", "creditcard", "banktransfer", "bankremittance", "autotransaction", "others")
+
+# Plan -> (daily request limit, concurrent requests in flight), from Zoho's published limits.
+PLANS: dict[str, tuple[int, int]] = {
+    "free": (1000, 5),
+    "standard": (2000, 10),
+    "professional": (5000, 10),
+    "premium": (10000, 10),
+    "elite": (10000, 10),
+    "ultimate": (10000, 10),
+}
+
+CURRENCY_INFO: dict[str, tuple[str, str]] = {
+    "USD": ("US Dollar", "$"),
+    "EUR": ("Euro", "€"),
+    "GBP": ("Pound Sterling", "£"),
+    "INR": ("Indian Rupee", "₹"),
+    "AUD": ("Australian Dollar", "$"),
+    "CAD": ("Canadian Dollar", "$"),
+    "JPY": ("Japanese Yen", "¥"),
+    "CHF": ("Swiss Franc", "CHF"),
+    "SAR": ("Saudi Riyal", "SAR"),
+    "CNY": ("Yuan Renminbi", "¥"),
+}
+
+
+def money(value: Any, fieldname: str) -> Decimal:
+    """Parse a JSON number or numeric string into Decimal, rejecting bools, NaN and garbage."""
+    if isinstance(value, bool) or value is None:
+        raise invalid(fieldname)
+    try:
+        dec = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise invalid(fieldname) from None
+    if not dec.is_finite():
+        raise invalid(fieldname)
+    return dec
+
+
+def as_id(value: Any) -> str:
+    """Zoho ids are numeric strings; clients may send them as JSON numbers."""
+    if isinstance(value, bool):
+        return ""
+    return str(value).strip() if value is not None else ""
+
+
+def _parse_date(value: Any, fieldname: str) -> str:
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise invalid(fieldname, "Use the format yyyy-mm-dd.") from None
+
+
+def now_stamp() -> str:
+    """Timestamp in Zoho's `2013-11-18T02:17:40-0800` style."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass
+class Organization:
+    org_id: str
+    name: str
+    currency_code: str
+    plan: str
+    daily_limit: int | None = None
+    max_concurrent: int | None = None
+    created: str = field(default_factory=lambda: date.today().isoformat())
+    currencies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invoice_seq: int = 0
+
+    def base_currency(self) -> dict[str, Any]:
+        return next(c for c in self.currencies.values() if c["is_base_currency"])
+
+    def currency_by_code(self, code: str) -> dict[str, Any] | None:
+        return next((c for c in self.currencies.values() if c["currency_code"] == code.upper()), None)
+
+
+class BooksState:
+    """The Books side of the emulator: organizations and their contacts, invoices, payments, currencies."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.orgs: dict[str, Organization] = {}
+        self._ids = itertools.count(460000000026049, 7)
+
+    # ----------------------------------------------------------------- ids and lookups
+    def new_id(self) -> str:
+        with self.lock:
+            return str(next(self._ids))
+
+    def org(self, org_id: str) -> Organization:
+        with self.lock:
+            org = self.orgs.get(org_id)
+            if org is None:
+                raise not_found("Organization")
+            return org
+
+    def reset(self) -> None:
+        with self.lock:
+            self.orgs.clear()
+
+    # ----------------------------------------------------------------- organizations and currencies
+    def add_organization(
+        self,
+        name: str,
+        currency_code: str = "USD",
+        plan: str = "premium",
+        org_id: str | None = None,
+        daily_limit: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> str:
+        if plan not in PLANS:
+            raise ValueError(f"unknown plan {plan!r}; one of {sorted(PLANS)}")
+        with self.lock:
+            oid = str(org_id) if org_id else str(700000000 + len(self.orgs) * 1000 + 1)
+            while oid in self.orgs and not org_id:
+                oid = str(int(oid) + 1)
+            if oid in self.orgs:
+                raise ValueError(f"organization {oid} exists")
+            org = Organization(oid, name, currency_code.upper(), plan, daily_limit, max_concurrent)
+            self.orgs[oid] = org
+            self._add_currency(org, currency_code, Decimal(1), base=True)
+            return oid
+
+    def _add_currency(
+        self, org: Organization, code: str, rate: Decimal, base: bool = False, fmt: str | None = None,
+        symbol: str | None = None,
+    ) -> dict[str, Any]:
+        code = code.upper()
+        name, default_symbol = CURRENCY_INFO.get(code, (code, code))
+        cur = {
+            "currency_id": self.new_id(),
+            "currency_code": code,
+            "currency_name": name,
+            "currency_symbol": symbol or default_symbol,
+            "price_precision": 2,
+            "currency_format": fmt or "1,234,567.89",
+            "is_base_currency": base,
+            "exchange_rate": Decimal(1) if base else rate,
+            "effective_date": date.today().isoformat(),
+        }
+        org.currencies[cur["currency_id"]] = cur
+        return cur
+
+    def add_currency(
+        self, org_id: str, code: str, exchange_rate: Any = 0, currency_format: str | None = None,
+        currency_symbol: str | None = None,
+    ) -> dict[str, Any]:
+        """Add a currency; an exchange rate of 0 models 'present but unusable' as in a fresh Zoho org."""
+        with self.lock:
+            org = self.org(org_id)
+            if not isinstance(code, str) or len(code.strip()) != 3 or not code.strip().isalpha():
+                raise invalid("currency_code")
+            if org.currency_by_code(code.strip()):
+                raise ZohoError(400, ALREADY_EXISTS, f"Currency {code.strip().upper()} already exists.")
+            rate = money(exchange_rate, "exchange_rate")
+            if rate < 0:
+                raise invalid("exchange_rate")
+            return self._add_currency(org, code.strip(), rate, fmt=currency_format, symbol=currency_symbol)
+
+    # ----------------------------------------------------------------- contacts
+    def create_contact(self, org_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            org = self.org(org_id)
+            name = data.get("contact_name")
+            if not isinstance(name, str) or not name.strip():
+                raise mandatory("contact_name")
+            name = name.strip()
+            if len(name) > 200:
+                raise ZohoError(400, TOO_LONG, "Please ensure that the contact_name has less than 200 characters.")
+            if any(c["contact_name"].lower() == name.lower() for c in org.contacts.values()):
+                raise ZohoError(
+                    400, CONTACT_NAME_EXISTS,
+                    f'The contact name "{name}" already exists. Please specify a different name.',
+                )
+            ctype = data.get("contact_type", "customer") or "customer"
+            if ctype not in ("customer", "vendor"):
+                raise invalid("contact_type")
+            sub_type = data.get("customer_sub_type", "business") or "business"
+            if sub_type not in ("individual", "business"):
+                raise invalid("customer_sub_type")
+            currency = org.base_currency()
+            if data.get("currency_id") not in (None, ""):
+                currency = org.currencies.get(as_id(data["currency_id"])) or _raise(not_found("Currency"))
+            persons_in = data.get("contact_persons") or []
+            if not isinstance(persons_in, list) or not all(isinstance(p, dict) for p in persons_in):
+                raise invalid("contact_persons")
+            persons = []
+            for p in persons_in:
+                person = {
+                    "contact_person_id": self.new_id(),
+                    "salutation": str(p.get("salutation") or ""),
+                    "first_name": str(p.get("first_name") or ""),
+                    "last_name": str(p.get("last_name") or ""),
+                    "email": str(p.get("email") or ""),
+                    "phone": str(p.get("phone") or ""),
+                    "mobile": str(p.get("mobile") or ""),
+                    "is_primary_contact": bool(p.get("is_primary_contact")),
+                }
+                persons.append(person)
+            if persons and not any(p["is_primary_contact"] for p in persons):
+                persons[0]["is_primary_contact"] = True
+            elif sum(p["is_primary_contact"] for p in persons) > 1:
+                first = next(i for i, p in enumerate(persons) if p["is_primary_contact"])
+                for i, p in enumerate(persons):
+                    p["is_primary_contact"] = i == first
+            stamp = now_stamp()
+            billing = data.get("billing_address") if isinstance(data.get("billing_address"), dict) else {}
+            contact = {
+                "contact_id": self.new_id(),
+                "contact_name": name,
+                "company_name": str(data.get("company_name") or ""),
+                "has_transaction": False,
+                "contact_type": ctype,
+                "customer_sub_type": sub_type,
+                "website": str(data.get("website") or ""),
+                "status": "active",
+                "payment_terms": int(data.get("payment_terms") or 0),
+                "payment_terms_label": str(data.get("payment_terms_label") or "Due on Receipt"),
+                "currency_id": currency["currency_id"],
+                "currency_code": currency["currency_code"],
+                "currency_symbol": currency["currency_symbol"],
+                "outstanding_receivable_amount": Decimal(0),
+                "outstanding_receivable_amount_bcy": Decimal(0),
+                "unused_credits_receivable_amount": Decimal(0),
+                "unused_credits_receivable_amount_bcy": Decimal(0),
+                "billing_address": {k: str(v) for k, v in billing.items() if isinstance(v, str | int)},
+                "shipping_address": {},
+                "contact_persons": persons,
+                "primary_contact_id": next((p["contact_person_id"] for p in persons if p["is_primary_contact"]), ""),
+                "notes": str(data.get("notes") or ""),
+                "created_time": stamp,
+                "last_modified_time": stamp,
+            }
+            org.contacts[contact["contact_id"]] = contact
+            return copy.deepcopy(contact)
+
+    def contact(self, org_id: str, contact_id: str) -> dict[str, Any]:
+        with self.lock:
+            found = self.org(org_id).contacts.get(as_id(contact_id))
+            if found is None:
+                raise not_found("Contact")
+            return copy.deepcopy(found)
+
+    @staticmethod
+    def primary_person(contact: dict[str, Any]) -> dict[str, Any]:
+        return next((p for p in contact["contact_persons"] if p["is_primary_contact"]), {})
+
+    def contact_summary(self, contact: dict[str, Any]) -> dict[str, Any]:
+        """List rows and webhooks carry the primary person's email at top level."""
+        person = self.primary_person(contact)
+        keys = (
+            "contact_id", "contact_name", "company_name", "contact_type", "status", "payment_terms",
+            "payment_terms_label", "currency_id", "currency_code", "outstanding_receivable_amount",
+            "unused_credits_receivable_amount", "created_time", "last_modified_time",
+        )
+        row = {k: contact[k] for k in keys}
+        row.update(
+            first_name=person.get("first_name", ""), last_name=person.get("last_name", ""),
+            email=person.get("email", ""), phone=person.get("phone", ""), mobile=person.get("mobile", ""),
+        )
+        return row
+
+    def contact_full(self, contact: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(contact)
+        out["email"] = self.primary_person(contact).get("email", "")
+        return out
+
+    def list_contacts(self, org_id: str, filters: dict[str, str]) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = [self.contact_summary(c) for c in self.org(org_id).contacts.values()]
+        rows = _filter_text(rows, filters, ("contact_name", "company_name", "email", "first_name", "last_name"))
+        if filters.get("contact_type"):
+            rows = [r for r in rows if r["contact_type"] == filters["contact_type"]]
+        if filters.get("status"):
+            rows = [r for r in rows if r["status"] == filters["status"]]
+        if filters.get("search_text"):
+            needle = filters["search_text"].lower()
+            rows = [
+                r for r in rows
+                if any(needle in str(r[k]).lower() for k in ("contact_name", "company_name", "email"))
+            ]
+        return sorted(rows, key=lambda r: r["contact_name"].lower())
+
+    # ----------------------------------------------------------------- invoices
+    def create_invoice(
+        self, org_id: str, data: dict[str, Any], ignore_auto_number: bool = False
+    ) -> dict[str, Any]:
+        with self.lock:
+            org = self.org(org_id)
+            if data.get("customer_id") in (None, ""):
+                raise mandatory("customer_id")
+            customer = org.contacts.get(as_id(data["customer_id"]))
+            if customer is None:
+                raise not_found("Customer")
+            if customer["contact_type"] != "customer":
+                raise invalid("customer_id", "The contact is not a customer.")
+            items = data.get("line_items")
+            if items in (None, []):
+                raise mandatory("line_items")
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise invalid("line_items")
+            currency = org.currencies.get(customer["currency_id"]) or org.base_currency()
+            if data.get("currency_id") not in (None, ""):
+                currency = org.currencies.get(as_id(data["currency_id"])) or _raise(not_found("Currency"))
+            if currency["is_base_currency"]:
+                rate = Decimal(1)
+            else:
+                given = data.get("exchange_rate")
+                rate = currency["exchange_rate"] if given in (None, "") else money(given, "exchange_rate")
+                if rate <= 0:
+                    raise invalid(
+                        "exchange_rate",
+                        f"Exchange rate for {currency['currency_code']} must be greater than zero. Add it under "
+                        "Settings -> Currencies or pass exchange_rate.",
+                    )
+            number = data.get("invoice_number")
+            if ignore_auto_number and not number:
+                raise mandatory("invoice_number")
+            if number not in (None, ""):
+                number = str(number).strip()
+                if any(i["invoice_number"] == number for i in org.invoices.values()):
+                    raise ZohoError(400, ALREADY_EXISTS, f'Invoice "{number}" already exists.')
+            else:
+                number = self._next_invoice_number(org)
+            inv_date = _parse_date(data["date"], "date") if data.get("date") else date.today().isoformat()
+            due = _parse_date(data["due_date"], "due_date") if data.get("due_date") else inv_date
+            lines = [self._line_item(i, n) for n, i in enumerate(items, start=1)]
+            sub_total = sum((li["item_total"] for li in lines), Decimal(0))
+            adjustment = money(data.get("adjustment") or 0, "adjustment").quantize(CENT)
+            shipping = money(data.get("shipping_charge") or 0, "shipping_charge").quantize(CENT)
+            total = (sub_total + adjustment + shipping).quantize(CENT)
+            stamp = now_stamp()
+            invoice = {
+                "invoice_id": self.new_id(),
+                "invoice_number": number,
+                "date": inv_date,
+                "due_date": due,
+                "status": "draft",
+                "payment_terms": int(data.get("payment_terms") or 0),
+                "payment_terms_label": str(data.get("payment_terms_label") or "Due on Receipt"),
+                "last_payment_date": "",
+                "reference_number": str(data.get("reference_number") or ""),
+                "customer_id": customer["contact_id"],
+                "customer_name": customer["contact_name"],
+                "currency_id": currency["currency_id"],
+                "currency_code": currency["currency_code"],
+                "currency_symbol": currency["currency_symbol"],
+                "exchange_rate": rate,
+                "is_inclusive_tax": False,
+                "line_items": lines,
+                "shipping_charge": shipping,
+                "adjustment": adjustment,
+                "adjustment_description": str(data.get("adjustment_description") or ""),
+                "sub_total": sub_total,
+                "tax_total": Decimal(0),
+                "total": total,
+                "taxes": [],
+                "payment_made": Decimal(0),
+                "credits_applied": Decimal(0),
+                "balance": total,
+                "write_off_amount": Decimal(0),
+                "price_precision": 2,
+                "is_emailed": False,
+                "notes": str(data.get("notes") or ""),
+                "terms": str(data.get("terms") or ""),
+                "created_time": stamp,
+                "last_modified_time": stamp,
+            }
+            org.invoices[invoice["invoice_id"]] = invoice
+            customer["has_transaction"] = True
+            customer["outstanding_receivable_amount"] += total
+            return copy.deepcopy(invoice)
+
+    def _next_invoice_number(self, org: Organization) -> str:
+        taken = {i["invoice_number"] for i in org.invoices.values()}
+        while True:
+            org.invoice_seq += 1
+            candidate = f"INV-{org.invoice_seq:06d}"
+            if candidate not in taken:
+                return candidate
+
+    def _line_item(self, item: dict[str, Any], order: int) -> dict[str, Any]:
+        name = item.get("name")
+        if item.get("item_id") in (None, "") and (not isinstance(name, str) or not name.strip()):
+            raise mandatory("line_items.name")
+        name = str(name or "")
+        if len(name) > 100:
+            raise ZohoError(400, TOO_LONG, "Please ensure that the line item name has less than 100 characters.")
+        rate = money(item.get("rate", 0), "rate")
+        quantity = money(item.get("quantity", 1), "quantity")
+        if quantity <= 0:
+            raise invalid("quantity")
+        total = (rate * quantity).quantize(CENT)
+        return {
+            "line_item_id": self.new_id(),
+            "item_id": as_id(item.get("item_id")),
+            "name": name,
+            "description": str(item.get("description") or ""),
+            "item_order": int(item.get("item_order") or order),
+            "bcy_rate": rate,
+            "rate": rate,
+            "quantity": quantity,
+            "unit": str(item.get("unit") or ""),
+            "discount": Decimal(0),
+            "tax_id": as_id(item.get("tax_id")),
+            "tax_name": "",
+            "tax_type": "tax",
+            "tax_percentage": Decimal(0),
+            "item_total": total,
+        }
+
+    def _invoice_ref(self, org_id: str, invoice_id: str) -> dict[str, Any]:
+        found = self.org(org_id).invoices.get(as_id(invoice_id))
+        if found is None:
+            raise not_found("Invoice")
+        return found
+
+    def invoice(self, org_id: str, invoice_id: str) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self._invoice_ref(org_id, invoice_id))
+
+    def list_invoices(self, org_id: str, filters: dict[str, str]) -> list[dict[str, Any]]:
+        keys = (
+            "invoice_id", "customer_name", "customer_id", "status", "invoice_number", "reference_number",
+            "date", "due_date", "currency_id", "currency_code", "total", "balance", "created_time",
+            "last_modified_time", "is_emailed", "last_payment_date", "shipping_charge", "adjustment",
+            "write_off_amount", "exchange_rate",
+        )
+        with self.lock:
+            rows = [{k: copy.deepcopy(i[k]) for k in keys} for i in self.org(org_id).invoices.values()]
+        rows = _filter_text(rows, filters, ("invoice_number", "reference_number", "customer_name"))
+        if filters.get("customer_id"):
+            rows = [r for r in rows if r["customer_id"] == filters["customer_id"]]
+        status = filters.get("status") or filters.get("filter_by", "").removeprefix("Status.").lower()
+        if status and status != "all":
+            rows = [r for r in rows if r["status"] == status]
+        return rows
+
+    def mark_sent(self, org_id: str, invoice_id: str) -> dict[str, Any]:
+        with self.lock:
+            inv = self._invoice_ref(org_id, invoice_id)
+            if inv["status"] == "void":
+                raise invalid("status", "A voided invoice cannot be marked as sent.")
+            if inv["status"] == "draft":
+                inv["status"] = "sent"
+                inv["last_modified_time"] = now_stamp()
+            return copy.deepcopy(inv)
+
+    def mark_void(self, org_id: str, invoice_id: str) -> dict[str, Any]:
+        with self.lock:
+            org = self.org(org_id)
+            inv = self._invoice_ref(org_id, invoice_id)
+            if inv["payment_made"] > 0:
+                raise invalid("status", "Invoices with payments recorded cannot be voided.")
+            if inv["status"] != "void":
+                org.contacts[inv["customer_id"]]["outstanding_receivable_amount"] -= inv["balance"]
+                inv["status"] = "void"
+                inv["balance"] = Decimal(0)
+                inv["last_modified_time"] = now_stamp()
+            return copy.deepcopy(inv)
+
+    # ----------------------------------------------------------------- payments
+    def create_payment(self, org_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            org = self.org(org_id)
+            for name in ("customer_id", "payment_mode", "amount", "date", "invoices"):
+                if data.get(name) in (None, "", []):
+                    raise mandatory(name)
+            customer = org.contacts.get(as_id(data["customer_id"]))
+            if customer is None:
+                raise not_found("Customer")
+            mode = str(data["payment_mode"]).lower()
+            if mode not in PAYMENT_MODES:
+                raise invalid("payment_mode")
+            amount = money(data["amount"], "amount").quantize(CENT)
+            if amount <= 0:
+                raise invalid("amount")
+            pay_date = _parse_date(data["date"], "date")
+            applications = data["invoices"]
+            if not isinstance(applications, list) or not all(isinstance(a, dict) for a in applications):
+                raise invalid("invoices")
+            plan: list[tuple[dict[str, Any], Decimal]] = []
+            for app in applications:
+                inv = org.invoices.get(as_id(app.get("invoice_id")))
+                if inv is None:
+                    raise not_found("Invoice")
+                if inv["customer_id"] != customer["contact_id"]:
+                    raise invalid("invoice_id", "The invoice does not belong to this customer.")
+                if inv["status"] == "void":
+                    raise invalid("invoice_id", "Payments cannot be recorded for a voided invoice.")
+                applied = money(app.get("amount_applied"), "amount_applied").quantize(CENT)
+                if applied <= 0:
+                    raise invalid("amount_applied")
+                if applied > inv["balance"]:
+                    raise invalid("amount_applied", "The amount applied exceeds the invoice balance.")
+                plan.append((inv, applied))
+            if sum((a for _, a in plan), Decimal(0)) > amount:
+                raise invalid("amount", "The total amount applied exceeds the payment amount.")
+            rows = []
+            stamp = now_stamp()
+            for inv, applied in plan:
+                inv["payment_made"] += applied
+                inv["balance"] -= applied
+                inv["status"] = "paid" if inv["balance"] == 0 else "partially_paid"
+                inv["last_payment_date"] = pay_date
+                inv["last_modified_time"] = stamp
+                customer["outstanding_receivable_amount"] -= applied
+                rows.append({
+                    "invoice_id": inv["invoice_id"], "invoice_number": inv["invoice_number"],
+                    "date": inv["date"], "invoice_amount": inv["total"], "amount_applied": applied,
+                    "balance_amount": inv["balance"],
+                })
+            currency = org.currencies.get(customer["currency_id"]) or org.base_currency()
+            payment = {
+                "payment_id": self.new_id(),
+                "payment_number": str(len(org.payments) + 1),
+                "payment_mode": mode,
+                "amount": amount,
+                "amount_refunded": Decimal(0),
+                "bank_charges": money(data.get("bank_charges") or 0, "bank_charges"),
+                "date": pay_date,
+                "status": "success",
+                "reference_number": str(data.get("reference_number") or ""),
+                "description": str(data.get("description") or ""),
+                "customer_id": customer["contact_id"],
+                "customer_name": customer["contact_name"],
+                "email": self.primary_person(customer).get("email", ""),
+                "invoices": rows,
+                "currency_code": currency["currency_code"],
+                "currency_symbol": currency["currency_symbol"],
+                "created_time": stamp,
+                "last_modified_time": stamp,
+            }
+            org.payments[payment["payment_id"]] = payment
+            return copy.deepcopy(payment)
+
+    def payment(self, org_id: str, payment_id: str) -> dict[str, Any]:
+        with self.lock:
+            found = self.org(org_id).payments.get(as_id(payment_id))
+            if found is None:
+                raise not_found("Payment")
+            return copy.deepcopy(found)
+
+
+def _raise(err: Exception) -> Any:
+    raise err
+
+
+def _filter_text(rows: list[dict[str, Any]], filters: dict[str, str], fields: tuple[str, ...]) -> list[dict]:
+    """Zoho's `<field>`, `<field>_startswith` and `<field>_contains` list filters."""
+    for name in fields:
+        exact = filters.get(name)
+        if exact:
+            rows = [r for r in rows if str(r[name]).lower() == exact.lower()]
+        start = filters.get(f"{name}_startswith")
+        if start:
+            rows = [r for r in rows if str(r[name]).lower().startswith(start.lower())]
+        part = filters.get(f"{name}_contains")
+        if part:
+            rows = [r for r in rows if part.lower() in str(r[name]).lower()]
+    return rows
