@@ -1,1 +1,99 @@
+"""The ``zoho_books`` provider: pluggy hook implementations only; the work lives in the sibling modules."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from integration_core.errors import ConfigurationError
+from integration_core.hookspecs import hookimpl
+from integration_core.models import (
+    ConnectResult,
+    Customer,
+    Event,
+    Invoice,
+    ProviderInfo,
+    RateLimit,
+    RemoteInvoice,
+    WebhookRequest,
+)
+
+from . import config, oauth, operations, webhooks
+
+if TYPE_CHECKING:
+    import click
+
+    from integration_core.context import ProviderContext
+
+validate_settings = config.validate_settings
+
+
+@hookimpl
+def provider_info() -> ProviderInfo:
+    return config.provider_info()
+
+
+@hookimpl
+def rate_limit(connection: ProviderContext) -> RateLimit:
+    """100 requests a minute and 10 in flight per organization (paid plans), unless the settings say less."""
+    try:
+        cfg = config.validate_settings(connection.settings, need_credentials=False)
+    except ConfigurationError:
+        return RateLimit(100, 60, 10)
+    return RateLimit(cfg.rate_limit_per_minute, 60, cfg.rate_limit_concurrency)
+
+
+@hookimpl
+def authorization_url(connection: ProviderContext, redirect_uri: str, state: str) -> str | None:
+    return oauth.authorization_url(connection, redirect_uri, state)
+
+
+@hookimpl
+def complete_authorization(connection: ProviderContext, code: str, redirect_uri: str, params: dict[str, str]) -> None:
+    oauth.complete_authorization(connection, code, redirect_uri, params)
+
+
+@hookimpl
+def connect(connection: ProviderContext) -> ConnectResult:
+    return operations.connect(connection)
+
+
+@hookimpl
+def disconnect(connection: ProviderContext) -> None:
+    oauth.revoke(connection)
+
+
+@hookimpl
+def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
+    return operations.upsert_contact(connection, customer)
+
+
+@hookimpl
+def push_invoice(connection: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
+    return operations.push_invoice(connection, invoice, remote_contact_id)
+
+
+@hookimpl
+def find_invoice(connection: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
+    return operations.find_invoice(connection, invoice)
+
+
+@hookimpl
+def void_remote_invoice(connection: ProviderContext, remote_invoice_id: str) -> None:
+    operations.void_remote_invoice(connection, remote_invoice_id)
+
+
+@hookimpl
+def verify_webhook(connection: ProviderContext, request: WebhookRequest) -> bool:
+    return webhooks.verify(connection.secrets.get("webhook_secret"), request)
+
+
+@hookimpl
+def parse_event(connection: ProviderContext, request: WebhookRequest) -> list[Event]:
+    return webhooks.parse(request)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from .commands import zoho_books_group
+
+    cli.add_command(zoho_books_group)

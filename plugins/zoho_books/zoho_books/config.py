@@ -1,0 +1,137 @@
+"""Connection settings: the fields a Zoho Books connection asks for, their validation and tunables.
+
+Settings may arrive as strings (command line, forms), so every tunable is parsed leniently here, once.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from integration_core.errors import ConfigurationError
+from integration_core.models import ProviderInfo, SettingField
+
+from .regions import REGION_CHOICES, api_domain_for, resolve_accounts_server, validate_api_domain
+from .webhooks import webhook_secret_problem
+
+PROVIDER_NAME = "zoho_books"
+DISTRIBUTION = "integration-core-zoho-books"
+
+FIELDS: tuple[SettingField, ...] = (
+    SettingField("client_id", "OAuth client id from https://api-console.zoho.com (server-based application)"),
+    SettingField("client_secret", "OAuth client secret of that client", secret=True),
+    SettingField("organization_id", "Zoho Books organization id (Settings → Organization profile)"),
+    SettingField("accounts_server", "Zoho data centre: a region code or the accounts-server URL",
+                 default="us", choices=REGION_CHOICES),
+    SettingField("webhook_secret", "Secret typed into the Zoho webhooks (12-50 letters and digits)", secret=True),
+)
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def provider_info() -> ProviderInfo:
+    return ProviderInfo(name=PROVIDER_NAME, title="Zoho Books", version=version(), fields=FIELDS, oauth=True)
+
+
+def _bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"expected true or false, got {value!r}")
+
+
+def _number(name: str, value: Any, default: float, *, minimum: float = 0.0) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        result = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{name} must be a number, got {value!r}") from exc
+    if result <= minimum:
+        raise ConfigurationError(f"{name} must be greater than {minimum:g}, got {value!r}")
+    return result
+
+
+@attrs.frozen
+class Settings:
+    """Validated, typed view of a connection's settings."""
+
+    client_id: str
+    organization_id: str
+    accounts_server: str
+    api_domain: str
+    use_local_invoice_numbers: bool = True
+    rate_limit_per_minute: int = 100
+    rate_limit_concurrency: int = 10
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    refresh_margin: float = 300.0
+    currency_cache_ttl: float = 600.0
+    refresh_throttle_retry_after: float = 300.0
+
+
+def validate_settings(settings: Mapping[str, Any], secrets: Mapping[str, Any] | None = None, *,
+                      need_credentials: bool = True) -> Settings:
+    """Check a connection's settings (and secrets, when given) and say exactly what to fix."""
+    problems: list[str] = []
+
+    def text(name: str) -> str:
+        value = settings.get(name)
+        return str(value).strip() if value is not None else ""
+
+    client_id = text("client_id")
+    organization_id = text("organization_id")
+    if need_credentials and not client_id:
+        problems.append("client_id is required (from https://api-console.zoho.com)")
+    if need_credentials and not organization_id:
+        problems.append("organization_id is required (Zoho Books → Settings → Organization profile)")
+    elif organization_id and not organization_id.isdigit():
+        problems.append(f"organization_id must be digits only, got {organization_id!r}")
+    accounts_server = ""
+    try:
+        accounts_server = resolve_accounts_server(text("accounts_server") or "us")
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    if secrets is not None:
+        if need_credentials and not secrets.get("client_secret"):
+            problems.append("client_secret is required")
+        if secrets.get("webhook_secret"):  # checked when present; a missing one only fails verification
+            problem = webhook_secret_problem(secrets.get("webhook_secret"))
+            if problem:
+                problems.append(problem)
+    try:
+        tunables: dict[str, Any] = {
+            "use_local_invoice_numbers": _bool(settings.get("use_local_invoice_numbers"), True),
+            "rate_limit_per_minute": int(_number("rate_limit_per_minute", settings.get("rate_limit_per_minute"), 100)),
+            "rate_limit_concurrency": int(_number("rate_limit_concurrency", settings.get("rate_limit_concurrency"),
+                                                  10)),
+            "connect_timeout": _number("connect_timeout", settings.get("connect_timeout"), 5.0),
+            "read_timeout": _number("read_timeout", settings.get("read_timeout"), 30.0),
+            "refresh_margin": _number("refresh_margin", settings.get("refresh_margin"), 300.0, minimum=-1),
+            "currency_cache_ttl": _number("currency_cache_ttl", settings.get("currency_cache_ttl"), 600.0,
+                                          minimum=-1),
+            "refresh_throttle_retry_after": _number("refresh_throttle_retry_after",
+                                                    settings.get("refresh_throttle_retry_after"), 300.0),
+        }
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+        tunables = {}
+    if problems:
+        raise ConfigurationError("Zoho Books connection settings: " + "; ".join(problems))
+    api_domain = validate_api_domain(text("api_domain")) if text("api_domain") else api_domain_for(accounts_server)
+    return Settings(client_id=client_id, organization_id=organization_id, accounts_server=accounts_server,
+                    api_domain=api_domain.rstrip("/"), **tunables)

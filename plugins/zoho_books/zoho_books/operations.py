@@ -1,0 +1,279 @@
+"""What the provider hooks do with the API: organization, contacts, currencies and invoices."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from integration_core.context import ProviderContext
+from integration_core.errors import PermanentError
+from integration_core.models import ConnectResult, Customer, Invoice, RemoteInvoice
+
+from .client import ZohoClient
+from .payloads import CurrencyChoice, contact_payload, disambiguated_names, invoice_payload, reference_for, to_decimal
+
+log = logging.getLogger(__name__)
+
+CONTACT_NAME_EXISTS = 3062
+ALREADY_EXISTS = 1001
+CACHE_PREFIX = "zoho_books"
+
+
+# --- organization and currencies (cached per connection, with a TTL) -------------------------------
+
+
+def _cache_get(client: ZohoClient, name: str) -> Any:
+    entry = client.connection.cache.get(f"{CACHE_PREFIX}:{client.settings.organization_id}:{name}")
+    if entry is None:
+        return None
+    stored_at, value = entry
+    if time.monotonic() - stored_at > client.settings.currency_cache_ttl:
+        return None
+    return value
+
+
+def _cache_put(client: ZohoClient, name: str, value: Any) -> None:
+    client.connection.cache[f"{CACHE_PREFIX}:{client.settings.organization_id}:{name}"] = (time.monotonic(), value)
+
+
+def fetch_organization(client: ZohoClient) -> dict[str, Any]:
+    org_id = client.settings.organization_id
+    envelope = client.get(f"/organizations/{org_id}")
+    org = envelope.get("organization")
+    if not isinstance(org, dict):
+        raise PermanentError(f"Zoho Books answered no organization for id {org_id}")
+    code = str(org.get("currency_code") or "").upper()
+    if code:
+        _cache_put(client, "base_currency", code)
+    return org
+
+
+def connect(connection: ProviderContext) -> ConnectResult:
+    client = ZohoClient(connection)
+    org = fetch_organization(client)
+    base = str(org.get("currency_code") or "").upper() or None
+    return ConnectResult(
+        account_name=str(org.get("name") or f"organization {client.settings.organization_id}"),
+        base_currency=base,
+        details={"organization_id": client.settings.organization_id, "api_domain": client.base_url[:-len("/books/v3")]},
+    )
+
+
+def base_currency(client: ZohoClient) -> str:
+    cached = _cache_get(client, "base_currency")
+    if cached:
+        return str(cached)
+    org = fetch_organization(client)
+    code = str(org.get("currency_code") or "").upper()
+    if not code:
+        raise PermanentError(f"Zoho Books organization {client.settings.organization_id} has no base currency")
+    return code
+
+
+def currencies(client: ZohoClient, *, refresh: bool = False) -> dict[str, dict[str, Any]]:
+    """The organization's currencies by code (one request per TTL, not per invoice)."""
+    if not refresh:
+        cached = _cache_get(client, "currencies")
+        if cached is not None:
+            return dict(cached)
+    envelope = client.get("/settings/currencies")
+    items = envelope.get("currencies") or []
+    by_code = {str(c.get("currency_code") or "").upper(): c for c in items if isinstance(c, dict)}
+    _cache_put(client, "currencies", by_code)
+    return by_code
+
+
+def currency_for(client: ZohoClient, invoice: Invoice) -> CurrencyChoice | None:
+    """``None`` for the base currency; the Zoho currency and its rate otherwise, or an operator message."""
+    base = base_currency(client)
+    if invoice.currency == base:
+        return None
+    known = currencies(client)
+    if invoice.currency not in known:  # maybe just added by the operator: look once more before failing
+        known = currencies(client, refresh=True)
+    org = client.settings.organization_id
+    entry = known.get(invoice.currency)
+    if entry is None:
+        raise PermanentError(
+            f"Invoice {invoice.number} is in {invoice.currency} but Zoho Books organization {org} has no "
+            f"{invoice.currency} currency. Add it under Settings → Currencies with a positive exchange rate "
+            f"against {base}, then retry the task.", code="currency_missing")
+    rate = to_decimal(entry.get("exchange_rate"))
+    if rate is None or rate <= 0:
+        raise PermanentError(
+            f"Invoice {invoice.number} is in {invoice.currency} but Zoho Books organization {org} has no positive "
+            f"exchange rate for {invoice.currency} (it is {entry.get('exchange_rate')!r}). Set a rate against "
+            f"{base} under Settings → Currencies, then retry the task.", code="exchange_rate_missing")
+    return CurrencyChoice(currency_id=str(entry.get("currency_id")), code=invoice.currency, exchange_rate=rate)
+
+
+# --- contacts ------------------------------------------------------------------------------------------
+
+
+def _email_of(contact: dict[str, Any]) -> str | None:
+    email = str(contact.get("email") or "").strip().lower()
+    if email:
+        return email
+    for person in contact.get("contact_persons") or []:
+        if isinstance(person, dict) and person.get("is_primary_contact") and person.get("email"):
+            return str(person["email"]).strip().lower()
+    return None
+
+
+def _is_customer(contact: dict[str, Any]) -> bool:
+    return str(contact.get("contact_type") or "customer").lower() == "customer"
+
+
+def _list_contacts(client: ZohoClient, **params: str) -> list[dict[str, Any]]:
+    envelope = client.get("/contacts", {**params, "contact_type": "customer", "per_page": 200})
+    return [c for c in envelope.get("contacts") or [] if isinstance(c, dict)]
+
+
+def find_contact_by_email(client: ZohoClient, email: str) -> str | None:
+    for contact in _list_contacts(client, email=email):
+        if _is_customer(contact) and _email_of(contact) == email.lower() and contact.get("contact_id"):
+            return str(contact["contact_id"])
+    return None
+
+
+def find_contact_by_name(client: ZohoClient, name: str) -> dict[str, Any] | None:
+    """Any contact (customer or vendor) holding this exact display name."""
+    envelope = client.get("/contacts", {"contact_name": name, "per_page": 200})
+    for contact in envelope.get("contacts") or []:
+        if isinstance(contact, dict) and str(contact.get("contact_name") or "").strip().lower() == name.lower():
+            return contact
+    return None
+
+
+def _adoptable(contact: dict[str, Any], customer: Customer) -> bool:
+    email = _email_of(contact)
+    return _is_customer(contact) and (email is None or email == customer.email)
+
+
+def _create_contact(client: ZohoClient, customer: Customer, name: str) -> str | None:
+    """The new contact's id, or ``None`` when the name is taken (3062)."""
+    try:
+        envelope = client.post("/contacts", contact_payload(customer, name))
+    except PermanentError as exc:
+        if exc.code == CONTACT_NAME_EXISTS:
+            return None
+        raise
+    contact = envelope.get("contact") or {}
+    if not contact.get("contact_id"):
+        raise PermanentError("Zoho Books created a contact but sent no contact_id")
+    return str(contact["contact_id"])
+
+
+def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
+    """Match by email, else create; a name clash (3062) adopts the same customer or disambiguates the name."""
+    client = ZohoClient(connection)
+    if customer.email:
+        found = find_contact_by_email(client, customer.email)
+        if found:
+            return found
+    else:
+        existing = find_contact_by_name(client, customer.name)
+        if existing is not None and _adoptable(existing, customer) and existing.get("contact_id"):
+            return str(existing["contact_id"])
+    for name in [customer.name, *disambiguated_names(customer)]:
+        created = _create_contact(client, customer, name)
+        if created:
+            return created
+        clash = find_contact_by_name(client, name)
+        if clash is not None and _adoptable(clash, customer) and clash.get("contact_id"):
+            log.info("zoho_books: adopting existing contact %s for customer %s", clash["contact_id"], customer.id)
+            return str(clash["contact_id"])
+    raise PermanentError(f"Zoho Books already has other contacts named {customer.name!r} and its variants; "
+                         f"rename the customer or link it by email", code=CONTACT_NAME_EXISTS)
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+
+
+def _remote(invoice: dict[str, Any], adopted: bool) -> RemoteInvoice:
+    return RemoteInvoice(remote_id=str(invoice["invoice_id"]),
+                         remote_number=str(invoice.get("invoice_number") or "") or None, adopted=adopted)
+
+
+def push_invoice(connection: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
+    client = ZohoClient(connection)
+    currency = currency_for(client, invoice)
+    use_numbers = client.settings.use_local_invoice_numbers
+    body = invoice_payload(invoice, remote_contact_id, currency=currency, use_local_number=use_numbers)
+    params = {"ignore_auto_number_generation": "true"} if use_numbers else {}
+    try:
+        envelope = client.post("/invoices", body, params)
+    except PermanentError as exc:
+        if use_numbers and exc.code == ALREADY_EXISTS:
+            return _adopt_by_number(client, invoice)
+        raise
+    created = envelope.get("invoice") or {}
+    if not created.get("invoice_id"):
+        raise PermanentError("Zoho Books created an invoice but sent no invoice_id")
+    total = to_decimal(created.get("total"))
+    if total is not None and total != invoice.total:
+        raise PermanentError(
+            f"Zoho Books invoice {created.get('invoice_number') or created['invoice_id']} was created with total "
+            f"{total} but invoice {invoice.number} totals {invoice.total} {invoice.currency} (taxes, discounts or "
+            f"rounding settings in Zoho?). Check it in Zoho Books and void it if wrong; retrying will adopt it.",
+            code="total_mismatch")
+    return _remote(created, adopted=False)
+
+
+def _adopt_by_number(client: ZohoClient, invoice: Invoice) -> RemoteInvoice:
+    """Zoho already has this invoice number: ours (a lost response) if its reference is ours, else a clash."""
+    ref = reference_for(invoice.id)
+    envelope = client.get("/invoices", {"invoice_number": invoice.number, "per_page": 200})
+    for item in envelope.get("invoices") or []:
+        if isinstance(item, dict) and str(item.get("invoice_number") or "") == invoice.number:
+            if str(item.get("reference_number") or "") == ref:
+                return _remote(item, adopted=True)
+            raise PermanentError(
+                f"Zoho Books already has invoice number {invoice.number} for another invoice (reference "
+                f"{item.get('reference_number') or 'none'!r}, ours is {ref!r}). Renumber one of them, or set "
+                f"use_local_invoice_numbers=false to let Zoho number invoices, then retry.", code=ALREADY_EXISTS)
+    raise PermanentError(f"Zoho Books says invoice number {invoice.number} exists but it cannot be found",
+                         code=ALREADY_EXISTS)
+
+
+def _customer_matches(item: dict[str, Any], customer: Customer) -> bool | None:
+    """True/False when the list item says who the customer is, ``None`` when it does not say."""
+    name = str(item.get("customer_name") or "").strip()
+    email = str(item.get("email") or "").strip().lower()
+    if name:
+        variants = {customer.name.lower(), *(n.lower() for n in disambiguated_names(customer))}
+        if name.lower() in variants:
+            return True
+    if email and customer.email:
+        return email == customer.email
+    return None if not name else False
+
+
+def find_invoice(connection: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
+    """The Zoho invoice carrying our reference (exact match), confirmed against the customer when possible."""
+    client = ZohoClient(connection)
+    ref = reference_for(invoice.id)
+    envelope = client.get("/invoices", {"reference_number": ref, "per_page": 200})
+    candidates = [i for i in envelope.get("invoices") or []
+                  if isinstance(i, dict) and str(i.get("reference_number") or "") == ref and i.get("invoice_id")]
+    if not candidates:
+        return None
+    confirmed = [i for i in candidates if _customer_matches(i, invoice.customer) is not False]
+    if not confirmed:
+        names = ", ".join(sorted({str(i.get("customer_name")) for i in candidates}))
+        raise PermanentError(
+            f"Zoho Books has an invoice with reference {ref} (ours for invoice {invoice.number}) but for another "
+            f"customer ({names}). Check it in Zoho Books before retrying.", code="reference_clash")
+    confirmed.sort(key=lambda i: (str(i.get("invoice_number") or "") != invoice.number,
+                                  str(i.get("status") or "") == "void"))
+    if len(confirmed) > 1:
+        log.warning("zoho_books: %d Zoho invoices carry reference %s; adopting %s", len(confirmed), ref,
+                    confirmed[0]["invoice_id"])
+    return _remote(confirmed[0], adopted=True)
+
+
+def void_remote_invoice(connection: ProviderContext, remote_invoice_id: str) -> None:
+    client = ZohoClient(connection)
+    client.post(f"/invoices/{remote_invoice_id}/status/void")
+

@@ -1,0 +1,214 @@
+"""Zoho webhook signatures and payloads.
+
+Signature (``X-Zoho-Webhook-Signature``): lowercase hex HMAC-SHA256 keyed with the connection's webhook
+secret over the query-string and form parameters (URL-decoded, sorted by key, each written as key then
+value with no separators) followed by the raw body exactly as received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from integration_core.errors import WebhookRejected
+from integration_core.models import CustomerCreated, Event, Ignored, InvoicePaid, InvoiceVoided, WebhookRequest
+
+from .payloads import to_decimal
+
+SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
+_SECRET_RE = re.compile(r"^[A-Za-z0-9]{12,50}$")
+
+
+def webhook_secret_problem(secret: str | None) -> str | None:
+    """Why ``secret`` is not a valid Zoho webhook secret (12-50 letters/digits), or ``None`` when it is."""
+    if not secret:
+        return "webhook_secret is required: type the same 12-50 character secret into the Zoho webhook"
+    if not _SECRET_RE.match(secret):
+        return (f"webhook_secret must be 12-50 characters, letters and digits only (Zoho's rule); "
+                f"the one given has {len(secret)} characters"
+                + ("" if secret.isalnum() else " and contains other characters"))
+    return None
+
+
+def _params(query: Mapping[str, Iterable[str]], form: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    pairs = [(k, v) for source in (query, form) for k, values in source.items() for v in values]
+    return sorted(pairs, key=lambda kv: kv[0])  # stable: repeated keys keep their order
+
+
+def signature_message(query: Mapping[str, Iterable[str]], form: Mapping[str, Iterable[str]], body: bytes) -> bytes:
+    """The exact bytes Zoho signs."""
+    prefix = "".join(k + v for k, v in _params(query, form))
+    return prefix.encode("utf-8") + body
+
+
+def compute_signature(secret: str, query: Mapping[str, Iterable[str]], form: Mapping[str, Iterable[str]],
+                      body: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), signature_message(query, form, body), hashlib.sha256).hexdigest()
+
+
+def verify(secret: str | None, request: WebhookRequest) -> bool:
+    """Constant-time check; a missing secret or header is simply not authentic."""
+    given = request.header(SIGNATURE_HEADER)
+    if not secret or not given:
+        return False
+    expected = compute_signature(secret, request.query, request.form, request.body)
+    try:
+        return hmac.compare_digest(expected.encode("ascii"), given.strip().encode("ascii"))
+    except UnicodeEncodeError:
+        return False
+
+
+# --- parsing ------------------------------------------------------------------------------------------
+
+
+def _load_json(text: str | bytes) -> Any:
+    try:
+        return json.loads(text, parse_float=str, parse_int=str)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookRejected("webhook body is not valid JSON", status=400) from exc
+
+
+def _document(request: WebhookRequest) -> Any:
+    """The JSON document of a delivery: a JSON body, a ``JSONString`` form field, or a module form field."""
+    form = request.form
+    for key in ("JSONString", "jsonstring", "payload"):
+        if form.get(key):
+            return _load_json(next(iter(form[key])))
+    for key in ("invoice", "contact"):
+        if form.get(key):
+            return {key: _load_json(next(iter(form[key])))}
+    body = request.body.strip()
+    if not body:
+        raise WebhookRejected("webhook body is empty", status=400)
+    content_type = (request.header("content-type") or "").lower()
+    if content_type.startswith("application/x-www-form-urlencoded") and not body.startswith((b"{", b"[")):
+        from urllib.parse import parse_qs
+
+        parsed = parse_qs(body.decode("utf-8", "replace"))
+        if parsed.get("JSONString"):
+            return _load_json(parsed["JSONString"][0])
+        raise WebhookRejected("form-encoded webhook has no JSONString field", status=400)
+    return _load_json(body)
+
+
+def _id(value: Any) -> str | None:
+    """Zoho ids are strings in the API but may be numbers in webhooks."""
+    if value is None or value == "" or isinstance(value, bool | dict | list):
+        return None
+    return str(value).strip() or None
+
+
+def _date(value: Any) -> dt.date | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+
+
+def _body_key(request: WebhookRequest) -> str:
+    return hashlib.sha256(request.body).hexdigest()[:32]
+
+
+def parse(request: WebhookRequest) -> list[Event]:
+    """Normalized events of one delivery (Zoho sends one record per delivery)."""
+    doc = _document(request)
+    if not isinstance(doc, dict):
+        raise WebhookRejected("webhook JSON must be an object", status=400)
+    if isinstance(doc.get("invoice"), dict):
+        return [parse_invoice(doc["invoice"])]
+    if isinstance(doc.get("contact"), dict):
+        return [parse_contact(doc["contact"])]
+    if "invoice_id" in doc:
+        return [parse_invoice(doc)]
+    if "contact_id" in doc:
+        return [parse_contact(doc)]
+    modules = ", ".join(sorted(str(k) for k in doc)[:5]) or "nothing"
+    return [Ignored(dedupe_key=f"unknown:{_body_key(request)}",
+                    reason=f"not an invoice or contact webhook (keys: {modules})")]
+
+
+def parse_invoice(data: Mapping[str, Any]) -> Event:
+    """Paid → InvoicePaid (whole total), void → InvoiceVoided, anything else → Ignored.
+
+    ``partially_paid`` is Ignored: a webhook carries the invoice's state, not the payment, so the newly
+    paid part cannot be told apart from earlier parts without remembering them. When the invoice
+    becomes ``paid`` its total is recorded once.
+    """
+    invoice_id = _id(data.get("invoice_id"))
+    if invoice_id is None:
+        raise WebhookRejected("invoice webhook has no invoice_id", status=400)
+    status = str(data.get("status") or "").strip().lower()
+    if status == "paid":
+        amount = to_decimal(data.get("total"))
+        if amount is None:
+            amount = to_decimal(data.get("payment_made"))
+        if amount is None:
+            raise WebhookRejected(f"paid invoice {invoice_id} webhook has no total", status=400)
+        paid_on = _date(data.get("last_payment_date")) or _date(data.get("date")) \
+            or _date(data.get("last_modified_time"))
+        if paid_on is None:
+            raise WebhookRejected(f"paid invoice {invoice_id} webhook has no payment date", status=400)
+        currency = str(data.get("currency_code") or "").strip().upper() or None
+        payment_made = to_decimal(data.get("payment_made"))
+        key_amount = payment_made if payment_made is not None else amount
+        return InvoicePaid(
+            dedupe_key=f"invoice:{invoice_id}:paid:{data.get('last_payment_date') or paid_on.isoformat()}:"
+                       f"{key_amount.normalize():f}",
+            remote_invoice_id=invoice_id,
+            amount=amount,
+            currency=currency if currency and len(currency) == 3 else None,
+            paid_on=paid_on,
+        )
+    if status == "void":
+        return InvoiceVoided(dedupe_key=f"invoice:{invoice_id}:void", remote_invoice_id=invoice_id)
+    version = str(data.get("last_modified_time") or "")
+    if status == "partially_paid":
+        reason = "partially paid; full payment not yet received"
+        version = f"{data.get('last_payment_date') or ''}:{data.get('payment_made') or version}"
+    else:
+        reason = f"invoice status {status or 'unknown'!r} needs no action"
+    return Ignored(dedupe_key=f"invoice:{invoice_id}:{status or 'unknown'}:{version}", reason=reason)
+
+
+def _contact_email(data: Mapping[str, Any]) -> str | None:
+    email = str(data.get("email") or "").strip()
+    if email:
+        return email
+    persons = data.get("contact_persons")
+    if isinstance(persons, list):
+        dicts = [p for p in persons if isinstance(p, dict)]
+        for person in sorted(dicts, key=lambda p: not _truthy(p.get("is_primary_contact"))):
+            candidate = str(person.get("email") or "").strip()
+            if candidate and (_truthy(person.get("is_primary_contact")) or len(dicts) == 1):
+                return candidate
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def parse_contact(data: Mapping[str, Any]) -> Event:
+    """A customer → CustomerCreated; vendors and nameless contacts are Ignored."""
+    contact_id = _id(data.get("contact_id"))
+    if contact_id is None:
+        raise WebhookRejected("contact webhook has no contact_id", status=400)
+    contact_type = str(data.get("contact_type") or "customer").strip().lower()
+    if contact_type != "customer":
+        return Ignored(dedupe_key=f"contact:{contact_id}:{contact_type}", reason=contact_type)
+    name = str(data.get("contact_name") or data.get("company_name") or "").strip()
+    if not name:
+        return Ignored(dedupe_key=f"contact:{contact_id}:nameless", reason="customer contact has no name")
+    return CustomerCreated(
+        dedupe_key=f"contact:{contact_id}:created",
+        remote_customer_id=contact_id,
+        name=name,
+        email=_contact_email(data),
+    )
