@@ -334,3 +334,4 @@ def _load_extensions() -> None:
 
 
 _load_extensions()
+

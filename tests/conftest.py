@@ -29,7 +29,7 @@ def pg_admin_url() -> Iterator[str]:
         with postgres_server() as started:
             yield started
             return
-    except (RuntimeError, OSError, Exception) as exc:  # noqa: BLE001 - any failure means "no server here"
+    except Exception as exc:  # any failure to start one means "no server here"
         if os.environ.get("IC_REQUIRE_PG") == "1":
             pytest.fail(f"PostgreSQL is required (IC_REQUIRE_PG=1) but could not be started: {exc}")
         pytest.skip(f"no PostgreSQL server available: {exc}")

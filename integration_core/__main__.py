@@ -1,0 +1,5 @@
+"""``python -m integration_core`` is the ``integration-core`` command."""
+
+from .cli import main
+
+main()
