@@ -112,18 +112,15 @@ class ZohoClient:
             query["organization_id"] = self.settings.organization_id
         token = oauth.access_token(self.connection, self.settings)
         response = self._send(method, path, query, body, token)
-        if response.status_code == 401:
-            envelope = self._envelope(response)
-            code = envelope.get("code") if isinstance(envelope, dict) else None
+        if response.status_code == 401 and self._code(response) != ORG_NOT_ASSOCIATED:
+            code = self._code(response)
             log.info("zoho_books %s %s: 401 (code %s), refreshing the access token once", method, path, code)
             token = oauth.refresh(self.connection, self.settings, rejected=token)
             response = self._send(method, path, query, body, token)
-            if response.status_code == 401:
-                envelope = self._envelope(response)
-                code = envelope.get("code") if isinstance(envelope, dict) else None
+            if response.status_code == 401 and self._code(response) != ORG_NOT_ASSOCIATED:
                 raise AuthError(f"Zoho Books refused the credentials for {method} {path} after a token refresh "
-                                f"({self._message(envelope)}); authorize the connection again "
-                                f"(it needs the scopes {', '.join(oauth.SCOPES)})", code=code)
+                                f"({self._message(self._envelope(response))}); authorize the connection again "
+                                f"(it needs the scopes {', '.join(oauth.SCOPES)})", code=self._code(response))
         return self._check(method, path, response)
 
     # --- internals --------------------------------------------------------------------------------
@@ -158,6 +155,14 @@ class ZohoClient:
         except ValueError:
             return None
 
+    @classmethod
+    def _code(cls, response: requests.Response) -> int | None:
+        envelope = cls._envelope(response)
+        try:
+            return int(envelope["code"]) if isinstance(envelope, dict) and envelope.get("code") is not None else None
+        except (TypeError, ValueError):
+            return None
+
     @staticmethod
     def _message(envelope: Any) -> str:
         if isinstance(envelope, dict) and envelope.get("message"):
@@ -168,11 +173,7 @@ class ZohoClient:
         status = response.status_code
         write = method.upper() != "GET"
         envelope = self._envelope(response)
-        code: Any = envelope.get("code") if isinstance(envelope, dict) else None
-        try:
-            code = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            pass
+        code = self._code(response)
         message = self._message(envelope)
         where = f"Zoho Books {method} {path}"
         if 200 <= status < 300:
