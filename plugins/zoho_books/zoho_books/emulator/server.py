@@ -130,7 +130,9 @@ class Emulator:
         server = make_server(host, port, self.wsgi, server_class=_ThreadingWSGIServer, handler_class=handler)
         self._server = server
         self._base_url = f"http://{host}:{server.server_port}"
-        self._thread = threading.Thread(target=server.serve_forever, name="zoho-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="zoho-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -145,8 +147,12 @@ class Emulator:
         self._thread = None
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Block in the calling thread (CLI use); Ctrl-C stops it."""
+        """Start and block in the calling thread (CLI use); Ctrl-C stops it."""
         self.start(host, port)
+        self.serve_forever_started()
+
+    def serve_forever_started(self) -> None:
+        """Block until Ctrl-C or `stop()` from another thread, for an already started emulator."""
         try:
             while self._thread is not None and self._thread.is_alive():
                 self._thread.join(0.5)
