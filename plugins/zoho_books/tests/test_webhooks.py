@@ -11,6 +11,8 @@ from decimal import Decimal
 from urllib.parse import parse_qs
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from zoho_books import webhooks
 
 from integration_core.errors import WebhookRejected
@@ -157,3 +159,37 @@ def test_malformed_rejected_400(body: bytes) -> None:
     with pytest.raises(WebhookRejected) as info:
         webhooks.parse(request(body))
     assert info.value.status == 400
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+    | st.sampled_from(["paid", "void", "partially_paid", "2024-05-01", "vendor", "customer", "NaN", "-1", "1e9"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+fields = st.fixed_dictionaries({}, optional={
+    k: json_values for k in ("invoice_id", "contact_id", "status", "total", "payment_made", "currency_code",
+                             "last_payment_date", "date", "contact_type", "contact_name", "email", "contact_persons")
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(module=st.sampled_from(["invoice", "contact", None]), record=fields)
+def test_parse_never_raises_anything_but_rejection(module, record) -> None:
+    doc = {module: record} if module else record
+    try:
+        events = webhooks.parse(request(json.dumps(doc).encode()))
+    except WebhookRejected as exc:
+        assert exc.status == 400
+    else:
+        assert len(events) == 1 and events[0].dedupe_key
+        assert events == webhooks.parse(request(json.dumps(doc).encode()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=64))
+def test_parse_of_random_bytes(body: bytes) -> None:
+    try:
+        webhooks.parse(request(body))
+    except WebhookRejected as exc:
+        assert exc.status == 400

@@ -169,8 +169,8 @@ def parse_invoice(data: Mapping[str, Any]) -> Event:
         amount = to_decimal(data.get("total"))
         if amount is None:
             amount = to_decimal(data.get("payment_made"))
-        if amount is None:
-            raise WebhookRejected(f"paid invoice {invoice_id} webhook has no total", status=400)
+        if amount is None or amount < 0:
+            raise WebhookRejected(f"paid invoice {invoice_id} webhook has no valid total", status=400)
         paid_on = _date(data.get("last_payment_date")) or _date(data.get("date")) \
             or _date(data.get("last_modified_time"))
         if paid_on is None:
@@ -183,7 +183,8 @@ def parse_invoice(data: Mapping[str, Any]) -> Event:
                        f"{key_amount.normalize():f}",
             remote_invoice_id=invoice_id,
             amount=amount,
-            currency=currency if currency and len(currency) == 3 else None,
+            currency=currency if len(currency or "") == 3 and (currency or "").isascii()
+            and (currency or "").isalpha() else None,
             paid_on=paid_on,
         )
     if status == "void":
