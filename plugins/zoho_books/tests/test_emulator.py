@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -364,6 +366,17 @@ def test_lost_response_commits_then_cuts_connection(setup: tuple[Emulator, Books
     assert len(found) == 1  # the write happened even though the client saw a failure
 
 
+def test_dropped_response_sends_nothing(setup: tuple[Emulator, Books]) -> None:
+    emu, books = setup
+    r = requests.post(emu.base_url + "/_emulator/faults", timeout=10,
+                      json={"kind": "dropped", "method": "POST", "path_prefix": "/contacts"})
+    assert r.json()["queue"][0]["kind"] == "dropped"
+    with pytest.raises(requests.exceptions.ConnectionError):
+        books.call("POST", "/contacts", json={"contact_name": "Silent"})
+    assert [c["contact_name"] for c in emu.contacts(books.org_id)] == ["Silent"]
+    assert books.call("POST", "/contacts", json={"contact_name": "Silent"}).json()["code"] == 3062
+
+
 def test_error_after_commit(setup: tuple[Emulator, Books]) -> None:
     emu, books = setup
     emu.lose_next_response(path_prefix="/contacts", as_error=True)
@@ -590,3 +603,24 @@ def test_control_api_setup_counters_and_reset(zoho_emulator: Emulator) -> None:
 def test_cli_command_help() -> None:
     result = CliRunner().invoke(emulator_command, ["--help"])
     assert result.exit_code == 0 and "--port" in result.output and "--seed" in result.output
+
+
+def test_cli_seed_serves_a_usable_org() -> None:
+    code = "from zoho_books.emulator.cli import emulator_command; emulator_command(['--port', '0', '--seed'])"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(7)]
+        values = dict(kv.split("=", 1) for line in lines for kv in line.split() if "=" in kv)
+        base = lines[0].rsplit(" ", 1)[-1].strip()
+        r = requests.get(f"{base}/books/v3/settings/currencies", timeout=10,
+                         params={"organization_id": values["organization_id"]},
+                         headers={"Authorization": f"Zoho-oauthtoken {values['access_token']}"})
+        assert sorted(c["currency_code"] for c in r.json()["currencies"]) == ["EUR", "USD"]
+        tok = requests.post(f"{base}/oauth/v2/token", timeout=10, data={
+            "grant_type": "refresh_token", "refresh_token": values["refresh_token"],
+            "client_id": values["client_id"], "client_secret": values["client_secret"]}).json()
+        assert tok["api_domain"] == base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

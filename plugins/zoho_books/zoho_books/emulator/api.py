@@ -34,7 +34,7 @@ class RequestCounters:
     """Requests per (organization, method, path template), for benchmarks and call-count assertions."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock: threading.RLock | threading.Lock = threading.RLock()
         self.counts: Counter[tuple[str, str, str]] = Counter()
 
     def hit(self, org_id: str, method: str, template: str) -> None:

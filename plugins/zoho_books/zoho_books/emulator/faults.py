@@ -3,7 +3,9 @@
 Kinds:
 - ``error``: answer 5xx (code 1000) before doing anything.
 - ``rate_limit``: answer 429 (code 44) before doing anything.
-- ``lost``: do the work (the record is committed), then close the socket mid-response.
+- ``lost``: do the work (the record is committed), then close the socket mid-response (headers and half
+  the body sent), so the client sees a truncated answer.
+- ``dropped``: do the work, then close the socket without sending a byte (client: connection reset/EOF).
 - ``error_after_commit``: do the work, then answer 500 (code 1000) as if it failed.
 Plus latency (fixed or uniform random range) and a seeded random mode mixing the kinds for storm tests.
 """
@@ -15,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("error", "rate_limit", "lost", "error_after_commit")
+FAULT_KINDS = ("error", "rate_limit", "lost", "dropped", "error_after_commit")
 PRE_COMMIT = ("error", "rate_limit")
 
 
@@ -52,7 +54,7 @@ class RandomMode:
 class FaultInjector:
     """Thread-safe queue of scheduled faults, latency settings and the random storm mode."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     queue: list[Fault] = field(default_factory=list)
     latency: tuple[float, float] | None = None
     random_mode: RandomMode | None = None

@@ -82,7 +82,8 @@ class Response:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    lost: bool = False  # close the socket mid-response instead of answering
+    lost: bool = False  # close the socket instead of answering normally
+    partial: bool = True  # when lost: send the head and half the body first
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:

@@ -28,7 +28,7 @@ class RateLimiter:
     def __init__(self, config: LimitConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.lock = threading.Lock()
+        self.lock: threading.RLock | threading.Lock = threading.RLock()
         self.recent: dict[str, deque[float]] = defaultdict(deque)
         self.daily: dict[tuple[str, str], int] = defaultdict(int)
         self.in_flight: dict[str, int] = defaultdict(int)

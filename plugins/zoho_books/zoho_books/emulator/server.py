@@ -75,7 +75,7 @@ class _RequestHandler(WSGIRequestHandler):
 
 
 def _break_connection(environ: dict[str, Any], response: Response) -> None:
-    """Send the status line, headers and half the body, then close: the client sees a truncated answer."""
+    """Send the head and half the body (or nothing), then close: the client sees a broken answer."""
     sock: socket.socket | None = environ.get(SOCKET_KEY)
     environ[LOST_KEY] = True
     if sock is None:
@@ -83,7 +83,8 @@ def _break_connection(environ: dict[str, Any], response: Response) -> None:
     head = [f"HTTP/1.1 {response.status_line()}", f"Content-Length: {len(response.body)}"]
     head += [f"{k}: {v}" for k, v in response.headers]
     try:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + response.body[: len(response.body) // 2])
+        if response.partial:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + response.body[: len(response.body) // 2])
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
@@ -116,6 +117,9 @@ class Emulator:
         )
         self.faults = FaultInjector()
         self.counters = RequestCounters()
+        # One re-entrant lock for all in-memory state, so introspection sees consistent snapshots.
+        self.lock = threading.RLock()
+        self.state.lock = self.oauth.lock = self.limiter.lock = self.faults.lock = self.counters.lock = self.lock
         self.api = BooksApi(self.state, self.oauth, self.limiter, self.counters, self._guard)
         self.verbose = verbose
         self._server: _ThreadingWSGIServer | None = None
@@ -218,9 +222,11 @@ class Emulator:
         self.faults.add("rate_limit", count, method, path_prefix)
 
     def lose_next_response(self, count: int = 1, method: str | None = None, path_prefix: str | None = None,
-                           as_error: bool = False) -> None:
-        """Commit the write, then cut the connection (or answer 500 when `as_error`)."""
-        self.faults.add("error_after_commit" if as_error else "lost", count, method, path_prefix)
+                           as_error: bool = False, silent: bool = False) -> None:
+        """Commit the write, then cut the connection mid-response (`silent`: before any byte is sent),
+        or answer 500 code 1000 when `as_error`."""
+        kind = "error_after_commit" if as_error else ("dropped" if silent else "lost")
+        self.faults.add(kind, count, method, path_prefix)
 
     def set_latency(self, seconds: float | None = None, low: float | None = None, high: float | None = None) -> None:
         self.faults.set_latency(seconds, low, high)
@@ -335,8 +341,9 @@ class Emulator:
             response = Response.error(err)
         except OAuthError as err:
             response = Response.json(err.status, err.body())
-        if fault is not None and fault.kind == "lost":
+        if fault is not None and fault.kind in ("lost", "dropped"):
             response.lost = True
+            response.partial = fault.kind == "lost"
         elif fault is not None and fault.kind == "error_after_commit":
             response = Response.json(fault.status, {"code": INTERNAL_ERROR, "message": "Internal Error"})
         return response

@@ -34,9 +34,11 @@ class WebhookDelivery:
 
 
 def invoice_record(state: BooksState, org_id: str, invoice_id: str) -> dict[str, Any]:
-    """The invoice as the `invoice` object of a Books webhook (numbers as JSON numbers, ids as strings)."""
-    inv = state.invoice(org_id, invoice_id)
-    record = {k: inv[k] for k in INVOICE_FIELDS}
+    """The whole invoice as the `invoice` object of a Books webhook (numbers as JSON numbers, ids as strings).
+
+    The default Books payload carries every field of the record; INVOICE_FIELDS are the ones receivers use.
+    """
+    record = state.invoice(org_id, invoice_id)
     record["organization_id"] = org_id
     return jsonable(record)
 
