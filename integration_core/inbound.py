@@ -1,0 +1,316 @@
+"""The inbox: store each inbound event once under its dedupe key, then apply it once through host hooks.
+
+Why two steps. The row is inserted first (its own short transaction) so the unique constraint on
+``(connection_id, dedupe_key)`` decides, race-free across threads and processes, which delivery is the
+first. Applying then happens in a second transaction that re-reads the row under a lock (``FOR UPDATE``
+on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and only proceeds while it is still ``received`` or
+``failed``: the host hook call, the mapping writes and the status update commit together, so two
+concurrent deliveries apply once. A crash between the steps leaves a ``received`` row that the next
+delivery (or ``events retry``) applies. The host hook gets ``payment_key`` = the dedupe key so a host
+can also be idempotent on its side (the one window we cannot close: the host committed, we crashed
+before our commit).
+
+Host hooks run inside that apply transaction. On SQLite it holds the database's write lock, so a host
+hook must not write to the integration database itself (a host keeps its own store; the reference host
+does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+
+from . import audit, mapping
+from .errors import IntegrationError, NotFoundError
+from .models import (
+    Connection,
+    CustomerCreated,
+    Event,
+    Ignored,
+    InvoicePaid,
+    InvoiceVoided,
+    event_from_dict,
+    event_to_dict,
+)
+from .store.db import is_postgres
+from .store.schema import connections, inbox_events, utcnow
+
+log = logging.getLogger(__name__)
+
+RECEIVED = "received"
+APPLIED = "applied"
+IGNORED = "ignored"
+FAILED = "failed"
+STATUSES = (RECEIVED, APPLIED, IGNORED, FAILED)
+_APPLICABLE = (RECEIVED, FAILED)
+
+
+@attrs.frozen
+class Outcome:
+    """What happened to one event of a delivery."""
+
+    event_id: int
+    dedupe_key: str
+    kind: str
+    status: str
+    duplicate: bool = False
+    reason: str | None = None
+
+
+class _Skip(Exception):
+    """The effect of an event is "nothing, because <reason>": stored as ``ignored``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HostHookMissing(Exception):
+    """No host application implements the hook an event needs; the event waits as ``failed``."""
+
+
+def apply(hub: Any, connection: Connection, events: Iterable[Event]) -> list[Outcome]:
+    """Store and apply ``events`` for ``connection``; each outcome says applied / ignored / failed / duplicate."""
+    return [_receive(hub, connection, event) for event in events]
+
+
+def summarize(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """Counts for the dispatcher's response and for logs."""
+    counts = {"events": len(outcomes), "applied": 0, "ignored": 0, "failed": 0, "duplicates": 0}
+    for o in outcomes:
+        if o.duplicate:
+            counts["duplicates"] += 1
+        elif o.status in counts:
+            counts[o.status] += 1
+    return counts
+
+
+# --- receive ----------------------------------------------------------------------------------------
+
+
+def _receive(hub: Any, connection: Connection, event: Event) -> Outcome:
+    payload = event_to_dict(event)
+    now = utcnow()
+    try:
+        with hub.engine.begin() as db:
+            event_id = db.execute(
+                inbox_events.insert().values(
+                    connection_id=connection.id,
+                    dedupe_key=event.dedupe_key,
+                    kind=event.kind,
+                    payload=payload,
+                    status=RECEIVED,
+                    deliveries=1,
+                    received_at=now,
+                    last_delivery_at=now,
+                )
+            ).inserted_primary_key[0]
+            audit.record(db, "event", event_id, "received", event.kind, connection_id=connection.id)
+        return _apply_one(hub, connection, int(event_id))
+    except sa.exc.IntegrityError:
+        pass  # a delivery of this event was stored before: count it, apply only if it never got applied
+    with hub.engine.begin() as db:
+        row = _locked_row(hub, db, connection.id, event.dedupe_key)
+        if row is None:  # deleted in between (connection removed): nothing to do
+            return Outcome(0, event.dedupe_key, event.kind, IGNORED, duplicate=True, reason="event vanished")
+        db.execute(
+            inbox_events.update()
+            .where(inbox_events.c.id == row.id)
+            .values(deliveries=inbox_events.c.deliveries + 1, last_delivery_at=now)
+        )
+        audit.record(db, "event", row.id, "redelivered", f"delivery {row.deliveries + 1}", connection_id=connection.id)
+    if row.status in _APPLICABLE:  # first delivery still in flight, crashed, or failed: (re)apply, once
+        return _apply_one(hub, connection, row.id)
+    return Outcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
+
+
+def _locked_row(hub: Any, db: sa.Connection, connection_id: str, dedupe_key: str) -> Any:
+    c = inbox_events.c
+    query = sa.select(inbox_events).where(c.connection_id == connection_id, c.dedupe_key == dedupe_key)
+    if is_postgres(hub.engine):
+        query = query.with_for_update()
+    return db.execute(query).first()
+
+
+# --- apply ------------------------------------------------------------------------------------------
+
+
+def _apply_one(hub: Any, connection: Connection, event_id: int) -> Outcome:
+    """Apply a stored event if it is still applicable; host effect, mappings and status commit together."""
+    c = inbox_events.c
+    try:
+        with hub.engine.begin() as db:
+            query = sa.select(inbox_events).where(c.id == event_id)
+            if is_postgres(hub.engine):
+                query = query.with_for_update()
+            row = db.execute(query).first()
+            if row is None:
+                raise NotFoundError(f"no inbox event {event_id}")
+            if row.status not in _APPLICABLE:  # a concurrent delivery applied it first
+                return Outcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
+            event = event_from_dict(row.payload)
+            try:
+                detail = _effect(hub, db, connection, event)
+                status, reason = APPLIED, None
+            except _Skip as skip:
+                status, reason, detail = IGNORED, skip.reason, skip.reason
+            db.execute(
+                inbox_events.update().where(c.id == event_id).values(status=status, reason=reason, applied_at=utcnow())
+            )
+            audit.record(db, "event", event_id, status, detail, connection_id=connection.id)
+            return Outcome(row.id, row.dedupe_key, row.kind, status, reason=reason)
+    except NotFoundError:
+        raise
+    except Exception as exc:  # the host (or a mapping conflict) failed: keep the event as failed, visibly
+        reason = _failure_reason(exc)
+        log.warning("inbox event %s failed: %s", event_id, exc.__class__.__name__)
+        try:
+            with hub.engine.begin() as db:
+                db.execute(inbox_events.update().where(c.id == event_id).values(status=FAILED, reason=reason))
+                audit.record(db, "event", event_id, FAILED, reason, connection_id=connection.id)
+                row = db.execute(sa.select(inbox_events).where(c.id == event_id)).one()
+        except Exception:
+            raise exc from None  # our own database is failing too: the caller answers 500, the sender retries
+        return Outcome(row.id, row.dedupe_key, row.kind, FAILED, reason=reason)
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, HostHookMissing | IntegrationError):
+        return str(exc)[:500]
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"host hook failed: {exc.__class__.__name__}" + (f": {text}" if text else "")
+
+
+def _host_hook(hub: Any, name: str) -> Any:
+    hook = getattr(hub.plugins.host, name)
+    if not hook.get_hookimpls():
+        raise HostHookMissing(f"no host application implements {name}; register one with hub.plugins.set_host")
+    return hook
+
+
+def _effect(hub: Any, db: sa.Connection, conn: Connection, event: Event) -> str:
+    """Apply one event through the host hooks; return an audit detail, or raise ``_Skip(reason)``."""
+    if isinstance(event, Ignored):
+        raise _Skip(event.reason)
+    if isinstance(event, InvoicePaid | InvoiceVoided):
+        local = mapping.local_id(db, conn.id, mapping.INVOICE, event.remote_invoice_id)
+        if local is None:
+            raise _Skip(f"invoice {event.remote_invoice_id} was not created from this side (no mapping)")
+        if isinstance(event, InvoicePaid):
+            _host_hook(hub, "record_payment")(
+                tenant_id=conn.tenant_id,
+                environment_id=conn.environment_id,
+                invoice_id=local,
+                amount=event.amount,
+                currency=event.currency,
+                paid_on=event.paid_on,
+                payment_key=event.dedupe_key,
+            )
+            return f"payment {event.amount} {event.currency or ''} recorded on invoice {local}".replace("  ", " ")
+        _host_hook(hub, "void_invoice")(tenant_id=conn.tenant_id, environment_id=conn.environment_id, invoice_id=local)
+        return f"invoice {local} voided"
+    if isinstance(event, CustomerCreated):
+        return _customer_created(hub, db, conn, event)
+    raise _Skip(f"unknown event kind {getattr(event, 'kind', '?')}")
+
+
+def _customer_created(hub: Any, db: sa.Connection, conn: Connection, event: CustomerCreated) -> str:
+    if not _customers_inbound(db, conn):
+        raise _Skip("customer inbound sync is off")
+    linked = mapping.local_id(db, conn.id, mapping.CUSTOMER, event.remote_customer_id)
+    if linked is not None:
+        raise _Skip(f"remote customer {event.remote_customer_id} is already linked to host customer {linked}")
+    local = None
+    if event.email:
+        local = _host_hook(hub, "find_customer_by_email")(
+            tenant_id=conn.tenant_id, environment_id=conn.environment_id, email=event.email
+        )
+    if local is not None:
+        other = mapping.remote_id(db, conn.id, mapping.CUSTOMER, str(local))
+        if other is not None and other != event.remote_customer_id:
+            raise _Skip(
+                f"host customer {local} (same email) is already linked to remote customer {other}; not linked twice"
+            )
+        mapping.link(db, conn.id, mapping.CUSTOMER, str(local), event.remote_customer_id)
+        return f"linked remote customer {event.remote_customer_id} to existing host customer {local} (same email)"
+    created = _host_hook(hub, "create_customer")(
+        tenant_id=conn.tenant_id, environment_id=conn.environment_id, name=event.name, email=event.email
+    )
+    if created is None:
+        raise HostHookMissing("the host's create_customer returned no customer id")
+    mapping.link(db, conn.id, mapping.CUSTOMER, str(created), event.remote_customer_id)
+    return f"created host customer {created} for remote customer {event.remote_customer_id}"
+
+
+def _customers_inbound(db: sa.Connection, conn: Connection) -> bool:
+    """Read fresh (settings may have changed since the dispatcher loaded the connection), and on the
+    same database connection: on SQLite a second one would wait for the write lock this one holds."""
+    value = db.execute(
+        sa.select(connections.c.customers_inbound).where(connections.c.id == conn.id)
+    ).scalar_one_or_none()
+    return conn.sync.customers_inbound if value is None else bool(value)
+
+
+# --- operator views and retry -----------------------------------------------------------------------
+
+
+def list_events(
+    hub: Any, *, connection_id: str | None = None, status: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Newest first."""
+    c = inbox_events.c
+    query = sa.select(inbox_events).order_by(c.id.desc()).limit(limit)
+    if connection_id:
+        query = query.where(c.connection_id == connection_id)
+    if status:
+        query = query.where(c.status == status)
+    with hub.engine.connect() as db:
+        return [_row_dict(r) for r in db.execute(query)]
+
+
+def get_event(hub: Any, event_id: int) -> dict[str, Any]:
+    """One event with its audit history."""
+    with hub.engine.connect() as db:
+        row = db.execute(sa.select(inbox_events).where(inbox_events.c.id == event_id)).first()
+        if row is None:
+            raise NotFoundError(f"no inbox event {event_id}")
+        data = _row_dict(row)
+        data["history"] = [
+            {"at": h.at.isoformat(), "action": h.action, "detail": h.detail}
+            for h in audit.history(db, "event", event_id)
+        ]
+    return data
+
+
+def retry(hub: Any, event_id: int) -> Outcome:
+    """Apply a ``failed`` (or stuck ``received``) event again, e.g. after the host was fixed."""
+    with hub.engine.connect() as db:
+        row = db.execute(sa.select(inbox_events).where(inbox_events.c.id == event_id)).first()
+    if row is None:
+        raise NotFoundError(f"no inbox event {event_id}")
+    if row.status not in _APPLICABLE:
+        return Outcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
+    conn = hub.get_connection(row.connection_id)
+    with hub.engine.begin() as db:
+        audit.record(db, "event", event_id, "retried", None, connection_id=conn.id)
+    return _apply_one(hub, conn, event_id)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "connection_id": row.connection_id,
+        "dedupe_key": row.dedupe_key,
+        "kind": row.kind,
+        "status": row.status,
+        "reason": row.reason,
+        "deliveries": row.deliveries,
+        "payload": row.payload,
+        "received_at": row.received_at.isoformat() if row.received_at else None,
+        "last_delivery_at": row.last_delivery_at.isoformat() if row.last_delivery_at else None,
+        "applied_at": row.applied_at.isoformat() if row.applied_at else None,
+    }
