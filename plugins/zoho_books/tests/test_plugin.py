@@ -27,9 +27,11 @@ def test_entry_point_and_info() -> None:
     info = plugins.provider("zoho_books").provider_info()
     assert info.name == "zoho_books" and info.title == "Zoho Books" and info.version == "0.1.0" and info.oauth
     fields = {f.name: f for f in info.fields}
-    assert set(fields) == {"client_id", "client_secret", "organization_id", "accounts_server", "webhook_secret"}
+    required = {name for name, f in fields.items() if f.required}
+    assert required == {"client_id", "client_secret", "organization_id", "accounts_server", "webhook_secret"}
+    assert {"use_local_invoice_numbers", "rate_limit_per_minute", "read_timeout", "api_domain"} <= set(fields)
     assert fields["client_secret"].secret and fields["webhook_secret"].secret and not fields["client_id"].secret
-    assert "eu" in fields["accounts_server"].choices
+    assert "eu" in fields["accounts_server"].help and not fields["accounts_server"].choices
 
 
 def test_rate_limit_default_and_override() -> None:
@@ -69,6 +71,14 @@ def test_settings_messages() -> None:
     cfg = validate_settings({**BASE, "use_local_invoice_numbers": "false"},
                             {"client_secret": "s", "webhook_secret": "abcdefghijkl1234"})
     assert cfg.use_local_invoice_numbers is False
+
+
+def test_validate_settings_hook_normalizes() -> None:
+    values = {**BASE, "accounts_server": "CA", "client_secret": " keep ", "webhook_secret": "abcdefghijkl1234"}
+    out = Plugins().provider("zoho_books").validate_settings(values=values)
+    assert out["accounts_server"] == "https://accounts.zohocloud.ca" and out["client_secret"] == " keep "
+    with pytest.raises(ConfigurationError, match="12-50"):
+        plugin.validate_settings({**values, "webhook_secret": "short"})
 
 
 def test_api_domain_must_be_zoho() -> None:

@@ -24,10 +24,26 @@ FIELDS: tuple[SettingField, ...] = (
     SettingField("client_id", "OAuth client id from https://api-console.zoho.com (server-based application)"),
     SettingField("client_secret", "OAuth client secret of that client", secret=True),
     SettingField("organization_id", "Zoho Books organization id (Settings → Organization profile)"),
-    SettingField("accounts_server", "Zoho data centre: a region code or the accounts-server URL",
-                 default="us", choices=REGION_CHOICES),
+    # No ``choices``: a full accounts-server URL (or the local emulator's) is accepted too.
+    SettingField("accounts_server", f"Zoho data centre: a region code ({', '.join(REGION_CHOICES)}) or the "
+                 "accounts-server URL", default="us"),
     SettingField("webhook_secret", "Secret typed into the Zoho webhooks (12-50 letters and digits)", secret=True),
+    # Optional tunables; the defaults are Zoho's documented values.
+    SettingField("use_local_invoice_numbers", "Send our invoice numbers to Zoho (true) or let Zoho number them",
+                 required=False),
+    SettingField("rate_limit_per_minute", "Requests per minute for this organization (Zoho: 100)", required=False),
+    SettingField("rate_limit_concurrency", "Requests in flight (Zoho: 10 on paid plans, 5 on Free)", required=False),
+    SettingField("connect_timeout", "Seconds to connect to Zoho (5)", required=False),
+    SettingField("read_timeout", "Seconds to wait for Zoho's answer (30)", required=False),
+    SettingField("refresh_margin", "Refresh the access token this many seconds before it expires (300)",
+                 required=False),
+    SettingField("currency_cache_ttl", "Seconds to cache the organization's currencies (600)", required=False),
+    SettingField("refresh_throttle_retry_after", "Seconds to wait after Zoho throttles token refreshes (300)",
+                 required=False),
+    SettingField("api_domain", "Zoho API host; learned from the token response, set only to override",
+                 required=False),
 )
+SECRET_FIELDS = frozenset(f.name for f in FIELDS if f.secret)
 
 
 def version() -> str:
@@ -135,3 +151,17 @@ def validate_settings(settings: Mapping[str, Any], secrets: Mapping[str, Any] | 
     api_domain = validate_api_domain(text("api_domain")) if text("api_domain") else api_domain_for(accounts_server)
     return Settings(client_id=client_id, organization_id=organization_id, accounts_server=accounts_server,
                     api_domain=api_domain.rstrip("/"), **tunables)
+
+
+def normalize_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``validate_settings`` hook: check a new or changed connection and normalize what it gave.
+
+    Returns the same keys, with ``accounts_server`` as a URL and text trimmed.
+    """
+    settings = {k: v for k, v in values.items() if k not in SECRET_FIELDS}
+    secrets = {k: v for k, v in values.items() if k in SECRET_FIELDS}
+    cfg = validate_settings(settings, secrets)
+    out = {k: (v.strip() if isinstance(v, str) and k not in SECRET_FIELDS else v) for k, v in values.items()}
+    if "accounts_server" in out:
+        out["accounts_server"] = cfg.accounts_server
+    return out

@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 
     from integration_core.context import ProviderContext
 
-validate_settings = config.validate_settings
-
-
 @hookimpl
 def provider_info() -> ProviderInfo:
     return config.provider_info()
+
+
+@hookimpl
+def validate_settings(values: dict[str, str]) -> dict[str, str]:
+    return config.normalize_values(values)
 
 
 @hookimpl
