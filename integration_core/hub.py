@@ -170,13 +170,17 @@ class Hub:
         with self.engine.begin() as db:
             row = self._lock_row(db, connection_id)
             if values:
+                # Only declared fields are validated; what the provider stored on its own (tokens, a learned
+                # API host) is kept as it is.
                 info = self.provider_info(current.provider)
-                merged = dict(row.settings or {})
-                merged.update(self.vault.decrypt(row.secrets))
+                declared = {f.name for f in info.fields}
+                stored_settings = dict(row.settings or {})
+                stored_secrets = self.vault.decrypt(row.secrets)
+                merged = {k: v for k, v in {**stored_settings, **stored_secrets}.items() if k in declared}
                 merged.update(values)
                 settings, secret_values = self._split_values(current.provider, info, merged, require_all=True)
-                changes["settings"] = settings
-                changes["secrets"] = self.vault.encrypt(secret_values)
+                changes["settings"] = {**stored_settings, **settings}
+                changes["secrets"] = self.vault.encrypt({**stored_secrets, **secret_values})
             if name:
                 changes["name"] = name
             if sync is not None:

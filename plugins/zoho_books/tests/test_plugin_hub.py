@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
 from conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, WEBHOOK_SECRET
 
-from integration_core.errors import ConfigurationError
 from integration_core.models import ConnectionStatus
 
 
@@ -35,9 +33,6 @@ def test_hub_connection_oauth_and_check(ic_hub, zoho_emulator) -> None:
     assert ic_hub.check_connection(conn.id).base_currency == "EUR"
 
 
-@pytest.mark.xfail(raises=ConfigurationError, strict=False,
-                   reason="core: Hub.update_connection merges provider-written secrets (tokens) into the values and "
-                          "rejects them as unknown settings (and would drop them); see the provider README")
 def test_hub_update_after_authorization(ic_hub, zoho_emulator) -> None:
     zoho_emulator.add_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
     org_id = zoho_emulator.add_organization(name="Hub Org")
