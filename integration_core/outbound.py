@@ -308,8 +308,8 @@ _SECRETISH = re.compile(
 def safe_error(exc: BaseException) -> str:
     """A loggable one-line description: type and message, with anything token-like redacted."""
     text = f"{type(exc).__name__}: {exc}"
+    text = re.sub(r"(?i)(bearer|[\w-]*oauthtoken)\s+[^\s\"',;]+", r"\1 [redacted]", text)
     text = _SECRETISH.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
-    text = re.sub(r"(?i)(bearer|zoho-oauthtoken)\s+\S+", r"\1 [redacted]", text)
     return text[:1000]
 
 

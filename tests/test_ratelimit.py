@@ -1,0 +1,122 @@
+"""The shared per-connection rate window: atomic reservations, never exceeded across workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+
+from integration_core.hookspecs import hookimpl
+from integration_core.hub import Hub
+from integration_core.models import RateLimit
+from integration_core.outbound import Outbound, TaskStatus
+from integration_core.providers import ledger as ledger_mod
+from integration_core.ratelimit import Budget, reserve
+from integration_core.store.schema import connections, utcnow
+from tests.workers.helpers import FAST, add_connection, invoice, tasks
+
+
+def test_reservations_are_atomic_across_threads(hub: Hub) -> None:
+    conn, _ = add_connection(hub)
+    limit = RateLimit(requests=10, per_seconds=60)
+    barrier = threading.Barrier(20)
+    granted: list[int] = []
+
+    def take() -> None:
+        barrier.wait()
+        granted.append(reserve(hub.engine, conn.id, limit, 1).granted)
+
+    threads = [threading.Thread(target=take) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == 10
+    refused = reserve(hub.engine, conn.id, limit, 1)
+    assert refused.granted == 0 and refused.retry_at is not None
+
+
+def test_new_window_starts_after_the_old_one_ends(hub: Hub) -> None:
+    conn, _ = add_connection(hub)
+    limit = RateLimit(requests=3, per_seconds=0.2)
+    assert reserve(hub.engine, conn.id, limit, 3).granted == 3
+    full = reserve(hub.engine, conn.id, limit, 1)
+    assert full.granted == 0
+    time.sleep(max(0.0, (full.retry_at - utcnow()).total_seconds()) + 0.01)
+    assert reserve(hub.engine, conn.id, limit, 2).granted == 2
+
+
+def test_budget_reserves_in_chunks(hub: Hub) -> None:
+    conn, _ = add_connection(hub)
+    budget = Budget(hub.engine, conn.id, RateLimit(requests=12, per_seconds=60), chunk=5)
+    assert all(budget.take(1) for _ in range(12))
+    assert not budget.take(1) and budget.retry_at is not None
+    with hub.engine.connect() as db:
+        assert db.execute(sa.select(connections.c.rate_window_count).where(connections.c.id == conn.id)).scalar() == 12
+
+
+def _metered_provider(hub: Hub, limit: RateLimit, log: dict[Any, int]) -> types.ModuleType:
+    """The ledger with a small limit; every remote call is attributed to the window current when it ran."""
+
+    def window(connection: Any) -> Any:
+        with hub.engine.connect() as db:
+            return db.execute(
+                sa.select(connections.c.rate_window_start).where(connections.c.id == connection.id)
+            ).scalar()
+
+    def counted(connection: Any, call: Any) -> Any:
+        book = ledger_mod.ledger(str(connection.settings["account"]))
+        before = sum(book.calls.values())
+        try:
+            return call()
+        finally:
+            log[window(connection)] += sum(book.calls.values()) - before
+
+    @hookimpl
+    def upsert_contact(connection: Any, customer: Any) -> Any:
+        return counted(connection, lambda: ledger_mod.upsert_contact(connection, customer))
+
+    @hookimpl
+    def push_invoice(connection: Any, invoice: Any, remote_contact_id: str) -> Any:
+        return counted(connection, lambda: ledger_mod.push_invoice(connection, invoice, remote_contact_id))
+
+    @hookimpl
+    def find_invoice(connection: Any, invoice: Any) -> Any:
+        return counted(connection, lambda: ledger_mod.find_invoice(connection, invoice))
+
+    @hookimpl
+    def rate_limit(connection: Any) -> RateLimit:
+        return limit
+
+    module = types.ModuleType("metered")
+    module.provider_info = ledger_mod.provider_info  # type: ignore[attr-defined]
+    module.validate_settings = ledger_mod.validate_settings  # type: ignore[attr-defined]
+    for fn in (upsert_contact, push_invoice, find_invoice, rate_limit):
+        setattr(module, fn.__name__, fn)
+    return module
+
+
+def test_window_never_exceeded_across_workers(hub: Hub) -> None:
+    limit = RateLimit(requests=7, per_seconds=0.3)
+    calls: dict[Any, int] = defaultdict(int)
+    hub.plugins.add_provider("metered", _metered_provider(hub, limit, calls))
+    _conn, account = add_connection(hub, "metered")
+    for i in range(12):
+        hub.submit_invoice("t1", "prod", invoice(i, customer=i))  # new customer each: 3 calls per invoice
+    workers = [Outbound(hub, f"w{i}", FAST) for i in range(2)]
+    rate_limited = 0
+    for n in range(2000):
+        rate_limited += workers[n % 2].tick().rate_limited  # the lease changes hands between workers
+        if all(t.status == TaskStatus.DONE for t in tasks(hub)):
+            break
+        time.sleep(0.005)
+    assert all(t.status == TaskStatus.DONE for t in tasks(hub))
+    assert len(ledger_mod.ledger(account).invoices) == 12
+    assert rate_limited > 0  # the window really was the bottleneck
+    assert len(calls) >= 4
+    assert max(calls.values()) <= limit.requests, dict(calls)
+    assert sum(calls.values()) == 36
