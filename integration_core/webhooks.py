@@ -239,16 +239,20 @@ def app_from_env() -> WSGIApp:
 
 
 def load_object(spec: str) -> Any:
-    """``package.module:attr`` → the object (``attr`` may be a factory called with no arguments)."""
+    """``package.module:attr`` → a host plugin. A class or a plain factory function is called with no
+    arguments (so ``reference_host:from_env`` works); a module or an object with hook methods is used as is."""
     import importlib
+    import inspect
 
     module_name, _, attr = spec.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in filter(None, attr.split(".")):
         obj = getattr(obj, part)
-    if attr.endswith("()"):
-        raise ValueError("give the attribute without parentheses")
-    return obj() if isinstance(obj, type) else obj
+    if inspect.isclass(obj):
+        return obj()
+    if inspect.isfunction(obj) and not hasattr(obj, "integration_core_impl"):
+        return obj()
+    return obj
 
 
 _gunicorn_app: WSGIApp | None = None
