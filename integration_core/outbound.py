@@ -274,6 +274,18 @@ class OutboundSettings:
         factory=lambda: {"upsert_contact": 2, "find_invoice": 1, "push_invoice": 2}
     )
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OutboundSettings:
+        """Overrides from ``IC_OUTBOUND_<FIELD>`` variables, e.g. ``IC_OUTBOUND_BATCH_SIZE=100``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            raw = env.get(f"IC_OUTBOUND_{field.name.upper()}")
+            if raw is None or field.name == "call_costs":
+                continue
+            values[field.name] = float(raw) if field.type in ("float", float) else int(raw)
+        return cls(**values)
+
 
 @attrs.define
 class TickStats:
