@@ -1,0 +1,7 @@
+"""``python -m demo``."""
+
+import sys
+
+from .scenario import main
+
+sys.exit(main())

@@ -1,0 +1,370 @@
+"""The demo scenario, narrated, with a check after every step; exit 0 only when every check holds.
+
+What happens, all on 127.0.0.1, nothing contacts a real Zoho host:
+
+1. A local Zoho Books emulator starts (accounts server + Books API); an OAuth client and an organization
+   with base currency USD are registered in it, EUR is added with an exchange rate.
+2. A billing application (the reference host, its own SQLite file) has customers and invoices.
+3. A ``zoho_books`` connection is created through the Hub (client secret and webhook secret encrypted),
+   then authorized: the consent URL is followed like a browser would, and the emulator's redirect lands
+   on our ``/v1/oauth/callback`` over HTTP.
+4. ``integration-core serve`` runs as a separate process: webhook dispatcher + outbound scheduler.
+5. Four invoices are submitted; the scheduler pushes them; the one in GBP (not enabled in the Zoho
+   organization) fails with the provider's message.
+6. Things happen in "Zoho" and it sends signed webhooks to our server: a payment (delivered twice),
+   a void, two customers created (one matching an existing host customer's email), a vendor, a payment
+   on an invoice made in Zoho directly, and one forged delivery.
+7. A summary of Zoho, the host and the inbox, then the checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+TENANT = "acme"
+ENVIRONMENT = "production"
+CLIENT_ID = "1000.DEMOCLIENT"
+CLIENT_SECRET = "demo-client-secret-0000"
+WEBHOOK_SECRET = "DemoWebhookSecret2026"
+
+
+class Checks:
+    """Expectations, recorded as they are checked; the exit code is whether all of them held."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple[bool, str, str]] = []
+
+    def expect(self, ok: bool, what: str, detail: str = "") -> bool:
+        self.results.append((bool(ok), what, detail))
+        mark = "ok " if ok else "FAIL"
+        print(f"   [{mark}] {what}" + (f"  ({detail})" if detail and not ok else ""))
+        return bool(ok)
+
+    @property
+    def failed(self) -> list[tuple[bool, str, str]]:
+        return [r for r in self.results if not r[0]]
+
+
+def step(title: str) -> None:
+    print(f"\n== {title}")
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("   " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("   " + "  ".join("-" * w for w in widths))
+    if not rows:
+        print("   (none)")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def short(text: str | None, width: int = 70) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def money(value: Any) -> str:
+    return f"{Decimal(str(value)):,.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", help="Keep the run's files here (default: a temporary directory, removed).")
+    parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for the scheduler.")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="ic-demo-"))
+    if args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    checks = Checks()
+    try:
+        run(workdir, checks, args.timeout)
+    except Exception as exc:  # the demo must say what went wrong, not just crash
+        checks.expect(False, "the scenario ran to the end", f"{type(exc).__name__}: {exc}")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    step("Result")
+    if checks.failed:
+        print(f"   {len(checks.failed)} of {len(checks.results)} checks FAILED:")
+        for _, what, detail in checks.failed:
+            print(f"   - {what}" + (f": {detail}" if detail else ""))
+        return 1
+    print(f"   all {len(checks.results)} checks passed: invoices went out, payments, voids and customers came back,")
+    print("   replays changed nothing, a forged webhook was refused, and the one failure said what to fix.")
+    return 0
+
+
+def run(workdir: Path, checks: Checks, timeout: float) -> None:
+    from zoho_books.emulator import Emulator
+
+    from integration_core import inbound, mapping, outbound
+    from integration_core.config import Config
+    from integration_core.hub import Hub
+    from reference_host import ReferenceHost
+
+    # The demo makes a fresh key file on purpose; the "back it up" warning is for real deployments.
+    logging.getLogger("integration_core.vault").setLevel(logging.ERROR)
+    print(f"integration-core demo: billing app → Zoho Books and back (files in {workdir})")
+
+    step("1. Start a local Zoho Books emulator")
+    emulator = Emulator().start()
+    port = free_port()
+    public_url = f"http://127.0.0.1:{port}"
+    callback = public_url + "/v1/oauth/callback"
+    emulator.add_client(CLIENT_ID, CLIENT_SECRET, [callback])
+    org = emulator.add_organization(name="Acme Corp (emulated)", currency_code="USD")
+    emulator.add_currency(org, "EUR", exchange_rate="1.08")
+    print(f"   emulator at {emulator.base_url}; organization {org} (base USD, EUR at 1.08); GBP not enabled")
+
+    server: subprocess.Popen[bytes] | None = None
+    log_path = workdir / "serve.log"
+    try:
+        step("2. The billing application (reference host) has customers and invoices")
+        billing = ReferenceHost(workdir / "billing.sqlite3")
+        ada = billing.add_customer(TENANT, ENVIRONMENT, "Ada Lovelace", "ada@analytical.example", "Analytical Ltd")
+        bob = billing.add_customer(TENANT, ENVIRONMENT, "Bob Babbage", "bob@engines.example")
+        carol = billing.add_customer(TENANT, ENVIRONMENT, "Carol Clarke", "carol@london.example")
+        dan = billing.add_customer(TENANT, ENVIRONMENT, "Dan Dijkstra", "dan@paths.example")
+        inv_paid = billing.add_invoice(TENANT, ENVIRONMENT, ada.id, [("Consulting, January", "1000.00"),
+                                                                     ("Travel", "200.00")], issue_date="2026-01-05")
+        inv_void = billing.add_invoice(TENANT, ENVIRONMENT, bob.id, [("Support plan", "300.00")],
+                                       issue_date="2026-01-06")
+        inv_eur = billing.add_invoice(TENANT, ENVIRONMENT, ada.id, [("Workshop Berlin", "500.00")], currency="EUR",
+                                      issue_date="2026-01-07")
+        inv_gbp = billing.add_invoice(TENANT, ENVIRONMENT, carol.id, [("Training London", "75.00")],
+                                      currency="GBP", issue_date="2026-01-08")
+        ours = [inv_paid, inv_void, inv_eur, inv_gbp]
+        table(["invoice", "customer", "total", "currency"],
+              [[i.number, i.customer.name, money(i.total), i.currency] for i in ours])
+        print(f"   (and {dan.name} <{dan.email}>, a customer with no invoice yet)")
+
+        step("3. Create the Zoho Books connection and authorize it (OAuth)")
+        config = Config(database_url=f"sqlite:///{workdir / 'integration-core.sqlite3'}",
+                        key_file=str(workdir / "integration-core.key"), public_url=public_url,
+                        scheduler_interval=0.5)
+        hub = Hub(config, host=billing)
+        conn = hub.add_connection(
+            tenant_id=TENANT, environment_id=ENVIRONMENT, provider="zoho_books", name="Acme Zoho Books",
+            values={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "organization_id": org,
+                    "accounts_server": emulator.base_url, "webhook_secret": WEBHOOK_SECRET},
+        )
+        print(f"   connection {conn.id}: status {conn.status}")
+        env = dict(os.environ)
+        env.update(IC_DATABASE_URL=config.database_url, IC_KEY_FILE=config.key_file, IC_PUBLIC_URL=public_url,
+                   IC_SCHEDULER_INTERVAL="0.5", IC_HOST="reference_host:from_env",
+                   REFERENCE_HOST_DB=str(billing.path),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
+        with log_path.open("wb") as log_file:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "integration_core", "-v", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=workdir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            )
+
+        def healthy() -> bool:
+            if server is not None and server.poll() is not None:
+                raise RuntimeError(f"integration-core serve exited: {log_path.read_text()[-2000:]}")
+            try:
+                return requests.get(public_url + "/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, 30, "integration-core serve to answer /healthz")
+        print(f"   integration-core serve is running at {public_url} (webhooks + OAuth callback + scheduler)")
+        consent = hub.start_authorization(conn.id, callback)
+        redirect = requests.get(consent, allow_redirects=False, timeout=10)
+        location = redirect.headers.get("Location", "")
+        checks.expect(redirect.status_code == 302 and location.startswith(callback),
+                      "the consent page redirects to our callback", f"HTTP {redirect.status_code} {location[:80]}")
+        page = requests.get(location, timeout=30)
+        checks.expect(page.status_code == 200 and "connected" in page.text.lower(),
+                      "our callback completed the authorization", f"HTTP {page.status_code}: {page.text[:200]}")
+        checks.expect(hub.get_connection(conn.id).status == "active", "the connection is active")
+        replay = requests.get(location, timeout=30)
+        checks.expect(replay.status_code == 400, "replaying the callback is refused (single-use state)")
+        assert "code" in parse_qs(urlsplit(location).query)
+
+        step("4. Submit the invoices; the scheduler pushes them to Zoho")
+        for inv in ours:
+            hub.submit_invoice(TENANT, ENVIRONMENT, inv)
+        hub.submit_invoice(TENANT, ENVIRONMENT, inv_paid)  # a duplicate submission changes nothing
+
+        def settled() -> list[Any] | None:
+            tasks = [outbound.find_task(hub, conn.id, i.id) for i in ours]
+            return tasks if all(t is not None and t.status in ("done", "failed", "dead") for t in tasks) else None
+
+        tasks = {t.local_id: t for t in wait_for(settled, timeout, "the scheduler to push every invoice")}
+        table(["invoice", "task", "status", "attempts", "remote id / error"],
+              [[i.number, tasks[i.id].id, tasks[i.id].status, tasks[i.id].attempts,
+                tasks[i.id].remote_id or short(tasks[i.id].last_error)] for i in ours])
+        for inv in (inv_paid, inv_void, inv_eur):
+            checks.expect(tasks[inv.id].status == "done", f"{inv.number} ({inv.currency}) was pushed")
+        gbp = tasks[inv_gbp.id]
+        checks.expect(gbp.status == "failed" and "GBP" in (gbp.last_error or ""),
+                      "the GBP invoice failed with a message naming the missing currency", str(gbp.last_error))
+        remote = {i.id: tasks[i.id].remote_id for i in ours}
+
+        step("5. Things happen in Zoho; it sends signed webhooks to our server")
+        hook_url = f"{public_url}/v1/webhooks/zoho_books/{TENANT}/{ENVIRONMENT}"
+        print(f"   webhook URL (integration-core connections webhook-url): {hook_url}")
+        deliveries: list[list[Any]] = []
+
+        def sent(what: str, delivery: Any, expected: int) -> None:
+            deliveries.append([what, delivery.status, delivery.response.decode(errors="replace")[:90]])
+            checks.expect(delivery.status == expected, f"webhook '{what}' answered {expected}",
+                          f"got {delivery.status} {delivery.response[:200]!r}")
+
+        _, d = emulator.record_payment(org, remote[inv_paid.id], date="2026-01-20", webhook_url=hook_url,
+                                       secret=WEBHOOK_SECRET)
+        sent(f"{inv_paid.number} paid", d, 200)
+        again = emulator.send_webhook(hook_url, "invoice", emulator.invoice_webhook(org, remote[inv_paid.id]),
+                                      WEBHOOK_SECRET)
+        sent(f"{inv_paid.number} paid (Zoho retries the same delivery)", again, 200)
+        _, d = emulator.void_invoice(org, remote[inv_void.id], webhook_url=hook_url, secret=WEBHOOK_SECRET)
+        sent(f"{inv_void.number} voided", d, 200)
+        grace, d = emulator.create_contact(org, "Grace Hopper", email="grace@navy.example", webhook_url=hook_url,
+                                           secret=WEBHOOK_SECRET)
+        sent("customer Grace Hopper created in Zoho", d, 200)
+        dan_zoho, d = emulator.create_contact(org, "Dan Dijkstra (Zoho)", email="DAN@paths.example",
+                                              webhook_url=hook_url, secret=WEBHOOK_SECRET)
+        sent("customer Dan created in Zoho (same email as a host customer)", d, 200)
+        _, d = emulator.create_contact(org, "Paper Supplies Ltd", contact_type="vendor",
+                                       email="sales@paper.example", webhook_url=hook_url, secret=WEBHOOK_SECRET)
+        sent("vendor Paper Supplies created in Zoho", d, 200)
+        foreign = emulator.create_invoice(org, grace["contact_id"], [{"name": "Zoho-only item", "rate": "80.00"}])
+        _, d = emulator.record_payment(org, foreign["invoice_id"], date="2026-01-21", webhook_url=hook_url,
+                                       secret=WEBHOOK_SECRET)
+        sent(f"{foreign['invoice_number']} (made in Zoho) paid", d, 200)
+        forged = emulator.send_webhook(hook_url, "invoice", emulator.invoice_webhook(org, remote[inv_eur.id]),
+                                       "NotTheRightSecret1")
+        sent("forged delivery (wrong secret)", forged, 401)
+        table(["delivery", "HTTP", "answer"], deliveries)
+
+        step("6. What is in Zoho Books now")
+        zoho_invoices = emulator.invoices(org)
+        table(["number", "customer", "total", "currency", "status", "balance"],
+              [[i["invoice_number"], i["customer_name"], money(i["total"]), i["currency_code"], i["status"],
+                money(i["balance"])] for i in zoho_invoices])
+        by_number = {i["invoice_number"]: i for i in zoho_invoices}
+        for inv, status in ((inv_paid, "paid"), (inv_void, "void")):
+            z = by_number.get(inv.number)
+            checks.expect(z is not None and z["status"] == status and Decimal(str(z["total"])) == inv.total,
+                          f"Zoho has {inv.number} for {money(inv.total)} {inv.currency}, {status}")
+        z_eur = by_number.get(inv_eur.number)
+        checks.expect(z_eur is not None and z_eur["currency_code"] == "EUR", f"Zoho has {inv_eur.number} in EUR")
+        checks.expect(inv_gbp.number not in by_number, f"Zoho has no {inv_gbp.number} (GBP is not enabled there)")
+        checks.expect(sum(1 for i in zoho_invoices if i["invoice_number"] == inv_paid.number) == 1,
+                      f"exactly one Zoho invoice for {inv_paid.number} despite the duplicate submission")
+
+        step("7. What is in the billing application (host) now")
+        host_invoices = billing.invoices(TENANT)
+        names = {c["id"]: c["name"] for c in billing.customers(TENANT)}
+        table(["invoice", "customer", "total", "currency", "status", "paid"],
+              [[i["number"], names[i["customer_id"]], money(i["total"]), i["currency"], i["status"],
+                money(i["paid"])] for i in host_invoices])
+        payments = billing.payments()
+        print()
+        table(["payment", "invoice", "amount", "currency", "date", "payment key"],
+              [[p["id"], p["invoice_id"], money(p["amount"]), p["currency"], p["paid_on"], p["payment_key"]]
+               for p in payments])
+        customers = billing.customers(TENANT)
+        print()
+        table(["customer", "name", "email", "origin"], [[c["id"], c["name"], c["email"], c["origin"]]
+                                                        for c in customers])
+        checks.expect(billing.invoice(inv_paid.id)["status"] == "paid", f"host invoice {inv_paid.number} is paid")
+        checks.expect(len(payments) == 1 and Decimal(payments[0]["amount"]) == inv_paid.total,
+                      f"exactly one payment of {money(inv_paid.total)} although the webhook came twice",
+                      f"{len(payments)} payment(s)")
+        checks.expect(billing.invoice(inv_void.id)["status"] == "void", f"host invoice {inv_void.number} is void")
+        checks.expect(billing.invoice(inv_eur.id)["status"] == "open", f"host invoice {inv_eur.number} is still open")
+        emails = [c["email"] for c in customers]
+        checks.expect(emails.count("grace@navy.example") == 1, "Grace (created in Zoho) is now a host customer")
+        checks.expect(emails.count("dan@paths.example") == 1, "Dan was linked to the existing host customer, "
+                      "not duplicated")
+        checks.expect("sales@paper.example" not in emails, "the vendor did not become a customer")
+        with hub.engine.connect() as db:
+            linked = mapping.local_id(db, conn.id, mapping.CUSTOMER, str(dan_zoho["contact_id"]))
+        checks.expect(linked == dan.id, f"Zoho contact {dan_zoho['contact_id']} ⇄ host customer {dan.id}")
+
+        step("8. The inbox: every webhook event, what it did, and why")
+        events = list(reversed(inbound.list_events(hub, connection_id=conn.id)))
+        table(["event", "kind", "status", "deliveries", "reason"],
+              [[e["id"], e["kind"], e["status"], e["deliveries"], e["reason"] or ""] for e in events])
+        paid_events = [e for e in events if e["kind"] == "invoice_paid" and e["status"] == "applied"]
+        checks.expect(len(paid_events) == 1 and paid_events[0]["deliveries"] == 2,
+                      "the paid event was stored once, delivered twice, applied once")
+        reasons = [e["reason"] or "" for e in events if e["status"] == "ignored"]
+        checks.expect(any(f"invoice {foreign['invoice_id']} was not created from this side" in r for r in reasons),
+                      "the Zoho-only invoice's payment is ignored, with the reason")
+        checks.expect(any("vendor" in r for r in reasons), "the vendor is ignored, with the reason")
+        checks.expect(not any(e["status"] == "failed" for e in events), "no inbox event failed")
+        checks.expect(len(events) == 6, "six events in the inbox (the forged delivery stored nothing)",
+                      f"{len(events)} events")
+
+        step("9. Failed outbound tasks (for an operator: fix the cause, then `integration-core tasks retry ID`)")
+        failed = outbound.list_tasks(hub, status="failed", connection_id=conn.id)
+        for t in failed:
+            print(f"   task {t.id} (invoice {t.local_id}): {t.last_error}")
+        checks.expect(len(failed) == 1, "exactly one failed task (the GBP invoice)")
+
+        step("10. The operator fixes the cause (adds GBP in Zoho) and retries the task from the command line")
+        emulator.add_currency(org, "GBP", exchange_rate="1.27")
+        command = [sys.executable, "-m", "integration_core", "tasks", "retry", str(gbp.id)]
+        print("   $ integration-core tasks retry", gbp.id)
+        answer = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
+        print("   " + (answer.stdout.strip() or answer.stderr.strip()))
+        checks.expect(answer.returncode == 0, "the retry command succeeded", answer.stderr[-500:])
+        retried = wait_for(lambda: (t := outbound.get_task(hub, gbp.id)).status in ("done", "failed", "dead") and t,
+                           timeout, "the scheduler to push the retried task")
+        print(f"   task {retried.id}: {retried.status}, remote id {retried.remote_id}")
+        z_gbp = {i["invoice_number"]: i for i in emulator.invoices(org)}.get(inv_gbp.number)
+        checks.expect(retried.status == "done" and z_gbp is not None and z_gbp["currency_code"] == "GBP",
+                      f"{inv_gbp.number} is now in Zoho, in GBP", str(retried.last_error))
+        hub.engine.dispose()
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        emulator.stop()
+        if checks.failed and log_path.exists():
+            print("\n-- last lines of the server log --")
+            print("\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
