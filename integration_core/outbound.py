@@ -515,7 +515,7 @@ class Outbound:
                 return None
             if not self._renew(db, connection_id, now):
                 raise _StopBatch()  # lost the connection lease: the transaction rolls back
-            detail = f"attempt {row.attempts + 1}"
+            detail = f"attempt {row.attempts + 1} by {self.worker_id}"
             if orphan:
                 detail += f"; previous attempt by {row.lease_owner} abandoned (lease expired), outcome uncertain"
             _task_audit(db, task_id, connection_id, "in_flight", detail)
