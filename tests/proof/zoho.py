@@ -86,3 +86,36 @@ def mappings(hub: Hub, connection_id: str, entity_type: str) -> dict[str, str]:
         rows = db.execute(sa.select(m.local_id, m.remote_id).where(
             m.connection_id == connection_id, m.entity_type == entity_type)).all()
     return {r.local_id: r.remote_id for r in rows}
+
+
+def push_host_invoices(hub: Hub, host: Any, tenant: str, env: str, count: int, *, customers: int = 20,
+                       prefix: str = "") -> list[Invoice]:
+    """Create ``count`` invoices in the host's billing store, submit them and push them (no faults) until idle:
+    each then has a remote invoice and an invoice mapping, as if synced from our side."""
+    from integration_core.outbound import Outbound, OutboundSettings
+
+    store = host.store
+    people = [store.add_customer(tenant, env, f"Host {prefix}{tenant}-{env} {i:03d}",
+                                 f"{prefix}{tenant}.{env}.{i:03d}@host.example") for i in range(customers)]
+    invoices = [store.add_invoice(tenant, env, people[n % customers].id,
+                                  [("Plan", f"{50 + n}.00"), ("Seats", "12.50")], issue_date="2026-01-05")
+                for n in range(count)]
+    for inv in invoices:
+        hub.submit_invoice(tenant, env, inv)
+    fast = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, rate_chunk=50)
+    drain(hub, Outbound(hub, f"setup-{tenant}-{env}", fast))
+    return invoices
+
+
+def drain(hub: Hub, outbound: Any, timeout: float = 60.0) -> None:
+    """Tick until no pending or in-flight task is left on an active connection."""
+    import time
+
+    from integration_core.outbound import pending_work
+
+    deadline = time.monotonic() + timeout
+    while pending_work(hub):
+        if outbound.tick().attempted == 0:
+            time.sleep(0.005)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"outbox not idle after {timeout}s: {task_counts(hub)}")
