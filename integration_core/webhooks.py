@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import re
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -256,13 +257,17 @@ def load_object(spec: str) -> Any:
 
 
 _gunicorn_app: WSGIApp | None = None
+_gunicorn_lock = threading.Lock()
 
 
 def gunicorn_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    """``gunicorn integration_core.webhooks:gunicorn_app``: builds the app from ``IC_*`` on first request."""
+    """``gunicorn integration_core.webhooks:gunicorn_app``: builds the app from ``IC_*`` on first request
+    (in each worker, after the fork, so no database connection is shared across processes)."""
     global _gunicorn_app
     if _gunicorn_app is None:
-        _gunicorn_app = app_from_env()
+        with _gunicorn_lock:
+            if _gunicorn_app is None:
+                _gunicorn_app = app_from_env()
     return _gunicorn_app(environ, start_response)
 
 

@@ -68,13 +68,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def test_gunicorn_workers_apply_concurrent_duplicates_once(hub: Hub, config: Config, tmp_path: Path,
+@pytest.mark.parametrize("app", ["integration_core.webhooks:app_from_env()", "integration_core.webhooks:gunicorn_app"])
+def test_gunicorn_workers_apply_concurrent_duplicates_once(hub: Hub, config: Config, tmp_path: Path, app: str,
                                                             billing_setup) -> None:  # type: ignore[no-untyped-def]
     billing, setup, remote_id = billing_setup
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "3", "--threads", "4", "-b", f"127.0.0.1:{port}",
-         "integration_core.webhooks:app_from_env()"],
+        [str(BIN / "gunicorn"), "-w", "3", "--threads", "4", "-b", f"127.0.0.1:{port}", app],
         cwd=ROOT, env=_env(config, billing.path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
