@@ -301,6 +301,7 @@ class TickStats:
     paused: int = 0
     rate_limited: int = 0
     parked: int = 0
+    resumed: int = 0
 
     def add(self, other: TickStats) -> None:
         for field in attrs.fields(TickStats):
@@ -326,8 +327,9 @@ def safe_error(exc: BaseException) -> str:
 
 
 class _StopBatch(Exception):
-    def __init__(self, not_before: dt.datetime | None = None) -> None:
+    def __init__(self, not_before: dt.datetime | None = None, *, park: bool = False) -> None:
         self.not_before = not_before
+        self.park = park  # the connection cannot push any more (credentials refused)
 
 
 class Outbound:
@@ -425,25 +427,31 @@ class Outbound:
         if row is None:
             return stats
         if row.status != ConnectionStatus.ACTIVE:
-            self._park(row, stats)
+            self._park(connection_id, row.status, stats)
             return stats
         if row.next_due_at is not None and row.next_due_at > now:
             self.release(connection_id)  # woken later by a retry schedule: nothing due yet
             return stats
-        hub = self.hub
-        conn = hub.get_connection(connection_id)
-        ctx = hub.context(conn)
-        provider = hub.provider(conn.provider)
-        limit = _rate_limit(provider, ctx)
-        budget = Budget(self.engine, connection_id, limit, self.settings.rate_chunk)
         not_before: dt.datetime | None = None
+        park = False
         try:
-            for task_id in self._due_tasks(connection_id, batch_size, now):
+            # Tasks paused by an auth failure resume once the connection is active again, even when
+            # whoever re-activated it did not call resume_paused().
+            with self.engine.begin() as db:
+                stats.resumed += _resume_paused(db, connection_id, utcnow())
+            conn = self.hub.get_connection(connection_id)
+            ctx = self.hub.context(conn)
+            provider = self.hub.provider(conn.provider)
+            budget = Budget(self.engine, connection_id, _rate_limit(provider, ctx), self.settings.rate_chunk)
+            for task_id in self._due_tasks(connection_id, batch_size, utcnow()):
                 self._process(conn, ctx, provider, budget, task_id, stats)
         except _StopBatch as stop:
-            not_before = stop.not_before
+            not_before, park = stop.not_before, stop.park
         finally:
-            self.release(connection_id, not_before=not_before)
+            if park:
+                self._park(connection_id, ConnectionStatus.NEEDS_REAUTH, stats)
+            else:
+                self.release(connection_id, not_before=not_before)
         return stats
 
     def _due_tasks(self, connection_id: str, batch_size: int, now: dt.datetime) -> list[int]:
@@ -464,21 +472,25 @@ class Outbound:
             # Orphans (a worker died mid-push) first: they are the oldest work and need the lookup.
             return (list(orphaned) + list(pending))[:batch_size]
 
-    def _park(self, row: Any, stats: TickStats) -> None:
-        """A connection that cannot push (disabled, needs re-authorization): pause, re-check later."""
+    def _park(self, connection_id: str, status: str, stats: TickStats) -> None:
+        """A connection that cannot push (disabled, needs re-authorization): pause, re-check later.
+
+        Parking, rather than clearing ``next_due_at``, means a connection re-activated by any code path
+        is picked up again within ``park_seconds`` (``resume_paused`` makes it immediate).
+        """
         now = utcnow()
+        c = connections.c
         with self.engine.begin() as db:
-            if row.status == ConnectionStatus.NEEDS_REAUTH:
-                stats.paused += _pause_all(db, row.id, "connection needs re-authorization")
+            if status == ConnectionStatus.NEEDS_REAUTH:
+                stats.paused += _pause_all(db, connection_id, "connection needs re-authorization")
             db.execute(
                 connections.update()
-                .where(connections.c.id == row.id)
-                .values(next_due_at=now + dt.timedelta(seconds=self.settings.park_seconds))
-            )
-            db.execute(
-                connections.update()
-                .where(connections.c.id == row.id, connections.c.lease_owner == self.worker_id)
-                .values(lease_owner=None, lease_until=None)
+                .where(c.id == connection_id, c.lease_owner == self.worker_id)
+                .values(
+                    next_due_at=now + dt.timedelta(seconds=self.settings.park_seconds),
+                    lease_owner=None,
+                    lease_until=None,
+                )
             )
         stats.parked += 1
 
@@ -555,7 +567,7 @@ class Outbound:
             raise _StopBatch() from None
         except AuthError as exc:
             self._auth_failed(task, safe_error(exc), stats)
-            raise _StopBatch() from None
+            raise _StopBatch(park=True) from None
         except (PermanentError, mapping.MappingConflict) as exc:
             self._fail(task, getattr(exc, "message", None) or str(exc), stats)
             return
@@ -716,8 +728,6 @@ class Outbound:
         ):
             stats.paused += 1
         self.hub.set_status(task.connection_id, ConnectionStatus.NEEDS_REAUTH, error)
-        with self.engine.begin() as db:
-            stats.paused += _pause_all(db, task.connection_id, "connection needs re-authorization")
 
 
 class _RateWindowFull(Exception):
@@ -778,7 +788,6 @@ def resume_paused(hub: Any, connection_id: str) -> int:
 
     Call it whenever a connection becomes active again. A no-op unless the connection is active.
     """
-    t = outbox_tasks.c
     now = utcnow()
     with hub.engine.begin() as db:
         status = db.execute(
@@ -788,19 +797,23 @@ def resume_paused(hub: Any, connection_id: str) -> int:
             raise NotFoundError(f"no connection {connection_id!r}")
         if status != ConnectionStatus.ACTIVE:
             return 0
-        ids = list(
-            db.execute(
-                sa.select(t.id).where(t.connection_id == connection_id, t.status == TaskStatus.PAUSED)
-            ).scalars()
-        )
-        if ids:
-            db.execute(
-                outbox_tasks.update()
-                .where(t.id.in_(ids), t.status == TaskStatus.PAUSED)
-                .values(status=TaskStatus.PENDING, next_attempt_at=now, updated_at=now)
-            )
-            _bulk_audit(db, connection_id, ids, "resumed", "connection active again")
+        resumed = _resume_paused(db, connection_id, now)
         recompute_due(db, hub.engine, connection_id)
+    return resumed
+
+
+def _resume_paused(db: sa.Connection, connection_id: str, now: dt.datetime) -> int:
+    t = outbox_tasks.c
+    ids = list(
+        db.execute(sa.select(t.id).where(t.connection_id == connection_id, t.status == TaskStatus.PAUSED)).scalars()
+    )
+    if ids:
+        db.execute(
+            outbox_tasks.update()
+            .where(t.id.in_(ids), t.status == TaskStatus.PAUSED)
+            .values(status=TaskStatus.PENDING, next_attempt_at=now, updated_at=now)
+        )
+        _bulk_audit(db, connection_id, ids, "resumed", "connection active again")
     return len(ids)
 
 

@@ -27,6 +27,7 @@ from integration_core.outbound import (
 from integration_core.providers import faulty
 from integration_core.providers import ledger as ledger_mod
 from integration_core.store.schema import connections, outbox_tasks, utcnow
+from integration_core.testing import wait_until
 from tests.workers.helpers import FAST, add_connection, drain, invoice, tasks
 
 
@@ -264,3 +265,18 @@ def test_disabled_connection_keeps_tasks_until_enabled(hub: Hub) -> None:
     resume_paused(hub, conn.id)
     drain(hub)
     assert find_task(hub, conn.id, "inv-1").status == TaskStatus.DONE
+
+
+def test_reactivated_connection_resumes_without_explicit_call(hub: Hub) -> None:
+    """Whoever re-activates a connection may forget resume_paused: the parked connection's next check does it."""
+    conn, account = add_connection(hub, "faulty")
+    faulty.inject(account, "auth", op="push_invoice")
+    hub.submit_invoice("t1", "prod", invoice(1))
+    worker = Outbound(hub, "w", FAST)
+    worker.tick()
+    assert find_task(hub, conn.id, "inv-1").status == TaskStatus.PAUSED
+    worker.tick()  # parked for FAST.park_seconds
+    hub.set_status(conn.id, ConnectionStatus.ACTIVE)  # e.g. re-authorized by a path that knows nothing of tasks
+    assert wait_until(lambda: worker.tick().resumed == 1, timeout=5)
+    drain(hub, worker)
+    assert len(ledger_mod.ledger(account).invoices_by_reference("inv-1")) == 1
