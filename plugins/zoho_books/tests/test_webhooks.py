@@ -132,7 +132,7 @@ def test_contacts() -> None:
     [top] = parse({"contact": {"contact_id": "78", "contact_name": "B", "email": "b@x.test"}})
     assert top.email == "b@x.test"
     [vendor] = parse({"contact": {"contact_id": "79", "contact_name": "V", "contact_type": "vendor"}})
-    assert isinstance(vendor, Ignored) and vendor.reason == "vendor"
+    assert isinstance(vendor, Ignored) and vendor.reason == "contact 79 is a vendor, not a customer"
 
 
 def test_form_encoded_and_raw_bodies() -> None:
