@@ -84,7 +84,8 @@ class _Handler(WSGIRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = self.path.split("?", 1)[0]
+        # ``path`` is not set yet when the request line itself is malformed (the 400 for it is logged here too).
+        path = str(getattr(self, "path", "")).split("?", 1)[0]
         log.info("%s %s %s", self.command, path[:200], code)
 
     def handle(self) -> None:

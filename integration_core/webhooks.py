@@ -279,12 +279,13 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     stream = environ.get("wsgi.input")
     raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
     if raw_length:
-        if not raw_length.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²" (int() refuses it), and int() refuses over 4300 digits.
+        if not (raw_length.isascii() and raw_length.isdigit()):
             raise _Reply(400, {"error": "bad content-length"})
-        length = int(raw_length)
-        if length > limit:
+        digits = raw_length.lstrip("0") or "0"
+        if len(digits) > len(str(limit)) or int(digits) > limit:
             raise _Reply(413, {"error": "body too large"})
-        return _read_exact(stream, length)
+        return _read_exact(stream, int(digits))
     chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
     if environ.get("wsgi.input_terminated") and stream is not None:
         return _read_to_end(stream, limit)
@@ -299,7 +300,7 @@ def _read_exact(stream: Any, length: int) -> bytes:
     parts: list[bytes] = []
     remaining = length
     while remaining > 0:
-        piece = stream.read(min(remaining, _READ_CHUNK))
+        piece = _read_piece(stream, min(remaining, _READ_CHUNK))
         if not piece:
             break
         parts.append(piece)
@@ -311,13 +312,21 @@ def _read_to_end(stream: Any, limit: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:
-        piece = stream.read(_READ_CHUNK)
+        piece = _read_piece(stream, _READ_CHUNK)
         if not piece:
             return b"".join(parts)
         total += len(piece)
         if total > limit:
             raise _Reply(413, {"error": "body too large"})
         parts.append(piece)
+
+
+def _read_piece(stream: Any, size: int) -> bytes:
+    """One read of the body; a malformed chunked encoding or a broken client connection is the client's 400."""
+    try:
+        return stream.read(size)
+    except (ValueError, OSError):
+        raise _Reply(400, {"error": "malformed body"}) from None
 
 
 def _build_request(environ: dict[str, Any], method: str, path: str, body: bytes) -> WebhookRequest:
