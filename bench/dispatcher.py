@@ -1,0 +1,170 @@
+"""3. The webhook dispatcher under gunicorn vs a bare WSGI hello-world with the same settings and load.
+
+Each request is a distinct, validly signed ``invoice.paid`` webhook of the ``ledger`` stub provider for a
+linked invoice: connection lookup, secret decryption, HMAC check, parse, inbox insert (dedupe key), mapping
+lookup, host hook (a no-op host), status update and audit rows. Load: a Python client, one
+``requests.Session`` per thread, closed loop, on the same machine as the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+
+from integration_core import mapping
+from integration_core.providers.ledger import SIGNATURE_HEADER, sign
+from integration_core.store import create_engine_for
+from integration_core.store.schema import inbox_events
+from integration_core.testing import create_database, free_port, postgres_server
+
+from .common import Row, make_hub, temp_dir
+
+NAME = "webhook dispatcher"
+ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+SECRET = "bench-webhook-secret"
+TENANT, ENV = "acme", "prod"
+REMOTE_INVOICE = "I-1000"
+
+
+def _setup(directory: Path, database_url: str | None) -> dict[str, str]:
+    """A ledger connection with one linked invoice; the environment for the gunicorn workers."""
+    hub = make_hub(directory, database_url)
+    conn = hub.add_connection(tenant_id=TENANT, environment_id=ENV, provider="ledger", name="bench",
+                              values={"account": "bench", "api_key": "k", "webhook_secret": SECRET})
+    with hub.engine.begin() as db:
+        mapping.link(db, conn.id, mapping.INVOICE, "INV-1", REMOTE_INVOICE)
+    url = str(hub.engine.url.render_as_string(hide_password=False))
+    hub.engine.dispose()
+    return {"IC_DATABASE_URL": url.replace("postgresql+psycopg://", "postgresql://"),
+            "IC_KEY_FILE": str(directory / "bench.key"), "IC_HOST": "bench.apps:NullHost"}
+
+
+def _gunicorn(app: str, env: dict[str, str], workers: int, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [str(GUNICORN), "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+           "--log-level", "warning", "--backlog", "512", app]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            requests.get(url + "/healthz", timeout=1)
+            return proc, url
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _body(thread: int, n: int) -> tuple[bytes, dict[str, str]]:
+    data = {"invoice_id": REMOTE_INVOICE, "amount": "150.50", "currency": "USD", "paid_on": "2026-01-15",
+            "payment_id": f"P-{thread}-{n}"}
+    body = json.dumps({"type": "invoice.paid", "data": data}, sort_keys=True).encode()
+    return body, {SIGNATURE_HEADER: sign(SECRET, body), "Content-Type": "application/json"}
+
+
+def load(url: str, clients: int, seconds: float, tag: str) -> tuple[float, float, float, int]:
+    """Closed-loop load for ``seconds``: (requests/s, p50 ms, p99 ms, non-200 answers)."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop = threading.Event()
+    start_barrier = threading.Barrier(clients + 1)
+
+    def client(i: int) -> None:
+        session = requests.Session()
+        n = 0
+        start_barrier.wait()
+        while not stop.is_set():
+            n += 1
+            body, headers = _body(i, n)
+            t0 = time.perf_counter()
+            response = session.post(url, data=body, headers={**headers, "X-Bench": tag}, timeout=30)
+            latencies[i].append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                errors[i] += 1
+        session.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start_barrier.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    all_latencies = sorted(x for per in latencies for x in per)
+    count = len(all_latencies)
+    p50 = all_latencies[count // 2] * 1000
+    p99 = all_latencies[min(count - 1, int(count * 0.99))] * 1000
+    return count / elapsed, p50, p99, sum(errors)
+
+
+def _pair(env: dict[str, str], workers: int, threads: int, clients: int, seconds: float,
+          label: str) -> list[Row]:
+    results = {}
+    for kind, app, path in (("hello", "bench.apps:hello", "/hello"),
+                            ("dispatcher", "integration_core.webhooks:app_from_env()",
+                             f"/v1/webhooks/ledger/{TENANT}/{ENV}")):
+        proc, url = _gunicorn(app, env, workers, threads)
+        try:
+            load(url + path, clients, min(1.0, seconds / 3), f"warmup-{kind}")
+            results[kind] = load(url + path, clients, seconds, kind)
+        finally:
+            _stop(proc)
+    hello, disp = results["hello"], results["dispatcher"]
+    applied = _statuses(env["IC_DATABASE_URL"])
+    config = f"{label}; gunicorn -w {workers} --threads {threads}, {clients} client threads, {seconds:g} s"
+    return [
+        Row(NAME, f"signed webhooks, {config}", disp[0], "requests/s", f"{disp[0] / hello[0]:.2f}x hello"),
+        Row(NAME, "  same run: latency p50 / p99", f"{disp[1]:.1f} / {disp[2]:.1f}", "ms",
+            f"{disp[1] / hello[1]:.1f}x / {disp[2] / hello[2]:.1f}x hello"),
+        Row(NAME, "  same run: non-200 answers", disp[3], "responses", "must be 0"),
+        Row(NAME, "  same run: inbox events by status", ", ".join(f"{k} {v}" for k, v in applied.items()), ""),
+        Row(NAME, f"bare WSGI hello-world, {config}", hello[0], "requests/s", "1.00x"),
+        Row(NAME, "  same run: latency p50 / p99", f"{hello[1]:.1f} / {hello[2]:.1f}", "ms"),
+    ]
+
+
+def _statuses(url: str) -> dict[str, int]:
+    engine = create_engine_for(url)
+    with engine.connect() as db:
+        c = inbox_events.c
+        rows = db.execute(sa.select(c.status, sa.func.count()).group_by(c.status)).all()
+    engine.dispose()
+    return {status: n for status, n in rows}
+
+
+def run(quick: bool = False) -> list[Row]:
+    workers, threads, clients = os.cpu_count() or 2, 4, 8
+    seconds = 2.0 if quick else 10.0
+    rows: list[Row] = []
+    with temp_dir() as d:
+        rows += _pair(_setup(d, None), workers, threads, clients, seconds, "SQLite")
+    if not quick:
+        with temp_dir() as d, postgres_server() as admin:
+            rows += _pair(_setup(d, create_database(admin)), workers, threads, clients, seconds, "PostgreSQL")
+    return rows
