@@ -1,0 +1,106 @@
+"""4. Scheduler tick cost with 10 vs 10,000 connections, 10 of them with due work, on SQLite and PostgreSQL.
+
+Per repetition one invoice is queued on each of the 10 busy connections (untimed), then the tick is timed:
+``Outbound.claim`` alone, and claim + ``drain_connection`` of each claimed connection (``ledger`` stub: no
+network, so the time is the core's database work). The other connections are idle: half never had work,
+half have a retry scheduled an hour ahead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from integration_core.outbound import Outbound
+from integration_core.store.db import is_postgres
+from integration_core.store.schema import connections, utcnow
+from integration_core.testing import create_database, postgres_server
+
+from .common import Row, customer, invoice, make_hub, temp_dir
+
+NAME = "scheduler tick"
+BUSY = 10
+
+
+def _populate(hub, total: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """``BUSY`` real ledger connections, then idle copies up to ``total`` (bulk insert)."""
+    busy = []
+    for i in range(BUSY):
+        hub.add_connection(tenant_id=f"busy{i}", environment_id="live", provider="ledger", name=f"busy {i}",
+                                  values={"account": f"tick-{uuid.uuid4().hex[:8]}", "api_key": "k",
+                                          "webhook_secret": "tick-secret-1"})
+        busy.append(f"busy{i}")
+    with hub.engine.begin() as db:
+        template = db.execute(sa.select(connections).limit(1)).mappings().one()
+        now = utcnow()
+        later = now + dt.timedelta(hours=1)
+        rows = [
+            {**template, "id": str(uuid.uuid4()), "tenant_id": f"idle{i}", "name": f"idle {i}",
+             "next_due_at": later if i % 2 else None, "created_at": now, "updated_at": now}
+            for i in range(total - BUSY)
+        ]
+        for start in range(0, len(rows), 2000):
+            db.execute(connections.insert(), rows[start:start + 2000])
+    with hub.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        db.execute(sa.text("ANALYZE"))
+    return busy
+
+
+def _measure(hub, total: int, reps: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """Median seconds of (claim, claim + drain, idle claim) over ``reps`` ticks."""
+    tenants = _populate(hub, total)
+    outbound = Outbound(hub, "bench-tick")
+    claims, ticks = [], []
+    for rep in range(reps + 2):  # two warm-up ticks
+        for n, tenant in enumerate(tenants):
+            hub.submit_invoice(tenant, "live", invoice(rep, customer(n, tenant), prefix=tenant))
+        t0 = time.perf_counter()
+        ids = outbound.claim(BUSY)
+        t1 = time.perf_counter()
+        done = sum(outbound.drain_connection(cid, 50).done for cid in ids)
+        t2 = time.perf_counter()
+        assert len(ids) == BUSY and done == BUSY, (len(ids), done)
+        if rep >= 2:
+            claims.append(t1 - t0)
+            ticks.append(t2 - t0)
+    idle = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        assert outbound.claim(BUSY) == []
+        idle.append(time.perf_counter() - t0)
+    return statistics.median(claims), statistics.median(ticks), statistics.median(idle)
+
+
+def _engine_rows(label: str, url_for, reps: int, big: int) -> list[Row]:  # type: ignore[no-untyped-def]
+    results = {}
+    for total in (BUSY, big):
+        with temp_dir() as d:
+            hub = make_hub(d, url_for(d))
+            assert is_postgres(hub.engine) == (label == "PostgreSQL")
+            results[total] = _measure(hub, total, reps)
+            hub.engine.dispose()
+    (c_small, t_small, i_small), (c_big, t_big, i_big) = results[BUSY], results[big]
+    return [
+        Row(NAME, f"{label}: idle claim (nothing due), {BUSY} connections", i_small * 1000, "ms (median)"),
+        Row(NAME, f"{label}: idle claim (nothing due), {big:,} connections", i_big * 1000, "ms (median)",
+            f"{i_big / i_small:.2f}x vs {BUSY}"),
+        Row(NAME, f"{label}: claim, {BUSY} connections ({BUSY} due)", c_small * 1000, "ms (median)"),
+        Row(NAME, f"{label}: claim, {big:,} connections ({BUSY} due)", c_big * 1000, "ms (median)",
+            f"{c_big / c_small:.2f}x vs {BUSY}"),
+        Row(NAME, f"{label}: claim + drain {BUSY} invoices, {BUSY} connections", t_small * 1000, "ms (median)"),
+        Row(NAME, f"{label}: claim + drain {BUSY} invoices, {big:,} connections", t_big * 1000, "ms (median)",
+            f"{t_big / t_small:.2f}x vs {BUSY}"),
+    ]
+
+
+def run(quick: bool = False) -> list[Row]:
+    reps = 5 if quick else 20
+    big = 10_000
+    rows = _engine_rows("SQLite", lambda d: None, reps, big)
+    with postgres_server() as admin:
+        rows += _engine_rows("PostgreSQL", lambda d: create_database(admin), reps, big)
+    return rows
