@@ -18,7 +18,8 @@ class Config:
 
     database_url: str = DEFAULT_DATABASE_URL
     key_file: str = DEFAULT_KEY_FILE
-    keys: tuple[str, ...] = ()  # from IC_KEYS (comma separated); the first encrypts
+    # From IC_KEYS (comma separated); the first encrypts. Kept out of repr: a printed Config must not leak keys.
+    keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     public_url: str = "http://127.0.0.1:8080"
     scheduler_interval: float = 2.0
     max_webhook_bytes: int = 1024 * 1024
