@@ -243,8 +243,17 @@ def connections_disable(connection_id: str) -> None:
 @connections.command("enable")
 @click.argument("connection_id")
 def connections_enable(connection_id: str) -> None:
-    hub_from_env().enable(connection_id)
-    click.echo(f"enabled {connection_id}")
+    """Enable again; an OAuth connection is checked with the provider first."""
+    status = hub_from_env().enable(connection_id)
+    click.echo(f"enabled {connection_id}: {status}")
+
+
+@connections.command("disconnect")
+@click.argument("connection_id")
+def connections_disconnect(connection_id: str) -> None:
+    """Revoke the grant at the provider; queued work waits until the connection is authorized again."""
+    hub_from_env().disconnect(connection_id)
+    click.echo(f"disconnected {connection_id}")
 
 
 @connections.command("authorize-url")
@@ -283,11 +292,17 @@ def keys_rotate() -> None:
     from .vault import generate_key, load_keys, read_key_file, write_key_file
 
     cfg = Config.from_env()
+    current: list[str] = []
     if not cfg.keys:
         current = load_keys((), cfg.key_file, create=False)
         write_key_file(cfg.key_file, [generate_key(), *current])
-    hub = hub_from_env()
-    count = hub.rotate_secrets()
+    try:
+        hub = hub_from_env()
+        count = hub.rotate_secrets()  # one transaction: every secret or none
+    except BaseException:
+        if current:
+            write_key_file(cfg.key_file, current)  # leave the key file as it was
+        raise
     total = len(cfg.keys) if cfg.keys else len(read_key_file(cfg.key_file))
     click.echo(f"re-encrypted {count} connection(s) under the first of {total} key(s)")
     click.echo("when every worker runs with the new key list, drop the old keys with: integration-core keys prune")
@@ -334,4 +349,3 @@ def _load_extensions() -> None:
 
 
 _load_extensions()
-

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import attrs
 
+from .errors import ConfigurationError
+
 DEFAULT_DATABASE_URL = "sqlite:///integration-core.sqlite3"
 DEFAULT_KEY_FILE = "integration-core.key"
 
@@ -26,27 +28,48 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
+        """Read ``IC_*`` variables (and the TOML file named by ``IC_CONFIG``); bad values are a
+        ``ConfigurationError`` that names the variable."""
         env = dict(os.environ if environ is None else environ)
         values: dict[str, object] = {}
+        fields = attrs.fields_dict(cls)
         config_file = env.get("IC_CONFIG")
         if config_file:
-            with Path(config_file).open("rb") as fh:
-                data = tomllib.load(fh)
-            values.update({k: v for k, v in data.items() if k in attrs.fields_dict(cls)})
-            if "keys" in values:
-                raise ValueError("encryption keys do not belong in the config file; use IC_KEYS or the key file")
-        mapping = {
-            "IC_DATABASE_URL": "database_url",
-            "IC_KEY_FILE": "key_file",
-            "IC_PUBLIC_URL": "public_url",
-        }
-        for var, field in mapping.items():
+            try:
+                with Path(config_file).open("rb") as fh:
+                    data = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigurationError(f"cannot read config file {config_file}: {exc}") from None
+            if "keys" in data:
+                raise ConfigurationError(
+                    "encryption keys do not belong in the config file; use IC_KEYS or the key file"
+                )
+            unknown = sorted(set(data) - set(fields))
+            if unknown:
+                raise ConfigurationError(
+                    f"unknown setting(s) in {config_file}: {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+                )
+            values.update(data)
+        for var, field in (
+            ("IC_DATABASE_URL", "database_url"),
+            ("IC_KEY_FILE", "key_file"),
+            ("IC_PUBLIC_URL", "public_url"),
+        ):
             if env.get(var):
                 values[field] = env[var]
-        if env.get("IC_SCHEDULER_INTERVAL"):
-            values["scheduler_interval"] = float(env["IC_SCHEDULER_INTERVAL"])
-        if env.get("IC_MAX_WEBHOOK_BYTES"):
-            values["max_webhook_bytes"] = int(env["IC_MAX_WEBHOOK_BYTES"])
+        for var, field, kind in (
+            ("IC_SCHEDULER_INTERVAL", "scheduler_interval", float),
+            ("IC_MAX_WEBHOOK_BYTES", "max_webhook_bytes", int),
+        ):
+            if env.get(var):
+                try:
+                    values[field] = kind(env[var])
+                except ValueError:
+                    raise ConfigurationError(f"{var} must be a number, got {env[var]!r}") from None
         if env.get("IC_KEYS"):
             values["keys"] = tuple(k.strip() for k in env["IC_KEYS"].split(",") if k.strip())
+        for field, kind in (("scheduler_interval", (int, float)), ("max_webhook_bytes", int)):
+            value = values.get(field)
+            if value is not None and (not isinstance(value, kind) or value <= 0):
+                raise ConfigurationError(f"{field} must be a positive number, got {value!r}")
         return cls(**values)  # type: ignore[arg-type]

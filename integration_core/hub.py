@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from . import audit
 from .config import Config
 from .context import ProviderContext, Secrets
-from .errors import ConfigurationError, IntegrationError, NotFoundError
+from .errors import AuthError, ConfigurationError, IntegrationError, NotFoundError
 from .models import Connection, ConnectionStatus, Invoice, ProviderInfo, SyncSettings
 from .plugins import Plugins
 from .store import create_engine_for, upgrade
@@ -60,10 +60,37 @@ class Hub:
         self.engine = engine or create_engine_for(self.config.database_url)
         if auto_upgrade:
             upgrade(self.engine)
-        self.vault = Vault(load_keys(self.config.keys, self.config.key_file))
+        self.vault = Vault(self._load_keys())
         self.plugins = plugins or Plugins()
         if host is not None:
             self.plugins.set_host(host)
+
+    def _load_keys(self) -> list[str]:
+        """Keys from IC_KEYS or the key file. A key file is generated only for an empty store: a missing
+        file beside a database that holds secrets is a misconfiguration, not a first run."""
+        try:
+            return load_keys(self.config.keys, self.config.key_file, create=False)
+        except ConfigurationError:
+            with self.engine.connect() as db:
+                has_secrets = db.execute(
+                    sa.select(sa.func.count()).select_from(connections).where(connections.c.secrets.is_not(None))
+                ).scalar_one()
+            if has_secrets:
+                raise ConfigurationError(
+                    f"no key file at {self.config.key_file} and IC_KEYS is not set, but the database holds "
+                    f"encrypted secrets: point IC_KEY_FILE (or IC_KEYS) at the keys they were written with"
+                ) from None
+            return load_keys(self.config.keys, self.config.key_file, create=True)
+
+    def _decrypt(self, token: str | None) -> dict[str, str]:
+        """Decrypt; on failure re-read the key file once, so a running worker follows a rotation."""
+        try:
+            return self.vault.decrypt(token)
+        except ConfigurationError:
+            if self.config.keys:
+                raise
+            self.vault = Vault(self._load_keys())
+            return self.vault.decrypt(token)
 
     # --- providers -------------------------------------------------------------------------------
 
@@ -175,7 +202,7 @@ class Hub:
                 info = self.provider_info(current.provider)
                 declared = {f.name for f in info.fields}
                 stored_settings = dict(row.settings or {})
-                stored_secrets = self.vault.decrypt(row.secrets)
+                stored_secrets = self._decrypt(row.secrets)
                 merged = {k: v for k, v in {**stored_settings, **stored_secrets}.items() if k in declared}
                 merged.update(values)
                 settings, secret_values = self._split_values(current.provider, info, merged, require_all=True)
@@ -248,12 +275,37 @@ class Hub:
         self.get_connection(connection_id)
         self.set_status(connection_id, ConnectionStatus.DISABLED)
 
-    def enable(self, connection_id: str) -> None:
+    def enable(self, connection_id: str) -> str:
+        """Re-enable a connection. An OAuth connection is checked with the provider first: it becomes
+        active only if its grant still works, else it waits for (re-)authorization. Returns the status."""
+        conn = self.get_connection(connection_id)
+        status = ConnectionStatus.ACTIVE
+        reason = None
+        if self.provider_info(conn.provider).oauth:
+            try:
+                self.provider(conn.provider).connect(connection=self.context(conn))
+            except AuthError as exc:
+                status, reason = ConnectionStatus.NEEDS_REAUTH, f"re-authorize: {exc}"
+            except IntegrationError as exc:
+                raise ConfigurationError(f"connection check failed, still disabled: {exc}") from exc
+        self.set_status(connection_id, status, reason)
+        if status == ConnectionStatus.ACTIVE:
+            self._resume(connection_id)
+        return status
+
+    def disconnect(self, connection_id: str) -> None:
+        """Revoke the grant at the provider (its ``disconnect`` hook) and wait for a new authorization.
+        Queued work is kept: it resumes when the connection is authorized again."""
         conn = self.get_connection(connection_id)
         info = self.provider_info(conn.provider)
-        has_tokens = bool(self.context(conn).secrets.names()) if info.oauth else True
-        status = ConnectionStatus.ACTIVE if (not info.oauth or has_tokens) else ConnectionStatus.PENDING_AUTH
-        self.set_status(connection_id, status)
+        self.provider(conn.provider).disconnect(connection=self.context(conn))
+        status = ConnectionStatus.PENDING_AUTH if info.oauth else ConnectionStatus.DISABLED
+        self.set_status(connection_id, status, "disconnected by an operator")
+
+    def _resume(self, connection_id: str) -> None:
+        from .outbound import resume_paused
+
+        resume_paused(self, connection_id)
 
     # --- provider context ------------------------------------------------------------------------
 
@@ -262,7 +314,7 @@ class Hub:
             token = db.execute(
                 sa.select(connections.c.secrets).where(connections.c.id == connection_id)
             ).scalar_one_or_none()
-        return self.vault.decrypt(token)
+        return self._decrypt(token)
 
     def _save_secrets(self, connection_id: str, values: dict[str, str]) -> None:
         with self.engine.begin() as db:
@@ -361,6 +413,7 @@ class Hub:
             audit.record(
                 db, "connection", conn.id, "authorized", getattr(result, "account_name", None), connection_id=conn.id
             )
+        self._resume(conn.id)
         return self.get_connection(conn.id)
 
     # --- keys ------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def add(hub: Hub, tenant: str = "t1", env: str = "prod", account: str = "acct", 
 
 
 def test_migrations_create_exactly_the_declared_schema(hub: Hub) -> None:
-    assert current_revision(hub.engine) == "0001"
+    assert current_revision(hub.engine) == "0002"
     with hub.engine.connect() as db:
         assert compare_metadata(MigrationContext.configure(db), metadata) == []
 
@@ -206,3 +206,23 @@ def test_key_file_is_created_private(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert "generated a new encryption key" in caplog.text
     assert read_key_file(key_file)[0] not in caplog.text
+
+
+def test_upgrade_from_the_first_revision_keeps_data(database_url: str) -> None:
+    """A database created at 0001 upgrades in place to the current schema without losing rows."""
+    from integration_core.store import create_engine_for, upgrade
+
+    engine = create_engine_for(database_url)
+    upgrade(engine, "0001")
+    with engine.begin() as db:
+        db.execute(sa.text(
+            "INSERT INTO connections (id, tenant_id, environment_id, provider, name, settings, status, "
+            "invoices_outbound, customers_inbound, rate_window_count, created_at, updated_at) VALUES "
+            "('c1', 't', 'e', 'ledger', 'n', '{}', 'active', true, true, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))
+    upgrade(engine)
+    assert current_revision(engine) == "0002"
+    with engine.connect() as db:
+        assert db.execute(sa.text("SELECT count(*) FROM connections")).scalar() == 1
+        assert compare_metadata(MigrationContext.configure(db), metadata) == []
+    engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,23 @@ def alembic_config(engine: sa.Engine) -> AlembicConfig:
     return cfg
 
 
+_UPGRADE_LOCK = threading.Lock()
+MIGRATION_LOCK = 0x1C0DE  # PostgreSQL advisory lock id: workers starting together migrate one at a time
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (idempotent; safe to run on every start)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the schema to ``revision`` (idempotent; safe to run on every start, from many processes)."""
+    cfg = alembic_config(engine)
+    # Alembic's context is process-global: one upgrade at a time per process. Across processes SQLite's
+    # BEGIN IMMEDIATE (see create_engine_for) and PostgreSQL's advisory lock serialize them.
+    with _UPGRADE_LOCK:
+        if not is_postgres(engine):
+            command.upgrade(cfg, revision)
+            return
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
 
 
 def current_revision(engine: sa.Engine) -> str | None:

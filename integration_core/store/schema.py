@@ -63,6 +63,7 @@ connections = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
     sa.UniqueConstraint("provider", "tenant_id", "environment_id"),
+    sa.Index("ix_connections_tenant_env", "tenant_id", "environment_id"),  # submit_invoice's lookup
 )
 
 entity_mappings = sa.Table(
