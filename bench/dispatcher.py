@@ -160,7 +160,7 @@ def _statuses(url: str) -> dict[str, int]:
 
 def run(quick: bool = False) -> list[Row]:
     workers, threads, clients = os.cpu_count() or 2, 4, 8
-    seconds = 2.0 if quick else 10.0
+    seconds = 1.5 if quick else 10.0
     rows: list[Row] = []
     with temp_dir() as d:
         rows += _pair(_setup(d, None), workers, threads, clients, seconds, "SQLite")

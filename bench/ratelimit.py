@@ -63,7 +63,7 @@ def _case(emulator, statuses, hub, tenant: str, cold: bool, settings: OutboundSe
 
 
 def run(quick: bool = False) -> list[Row]:
-    limit, window, windows = (10, 2.0, 3) if quick else (20, 5.0, 4)
+    limit, window, windows = (10, 2.0, 2) if quick else (20, 5.0, 4)
     # Retry-After = the window, so a 429 costs one scaled window (the plugin's default is Zoho's 60 s).
     emulator, statuses = start_emulator(rate_limit_per_minute=limit, rate_window_seconds=window,
                                         retry_after=int(window))

@@ -29,7 +29,7 @@ def _backlog(hub, emulator, case: str, connections: int, per_connection: int) ->
 
 
 def run(quick: bool = False) -> list[Row]:
-    per = 10 if quick else 60
+    per = 5 if quick else 60
     emulator, statuses = start_emulator(rate_limit_per_minute=10**6)
     rows: list[Row] = []
     cases = [
