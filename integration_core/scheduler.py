@@ -55,6 +55,11 @@ class Worker:
         return self.outbounds[0].worker_id
 
     def start(self) -> Worker:
+        # APScheduler logs every run at INFO; our own tick log says what matters. An operator who set
+        # a level for it keeps theirs.
+        aps_log = logging.getLogger("apscheduler")
+        if aps_log.level == logging.NOTSET:
+            aps_log.setLevel(logging.WARNING)
         for i, outbound in enumerate(self.outbounds):
             self._scheduler.add_job(
                 self._run,
