@@ -223,7 +223,8 @@ def parse_contact(data: Mapping[str, Any]) -> Event:
         raise WebhookRejected("contact webhook has no contact_id", status=400)
     contact_type = str(data.get("contact_type") or "customer").strip().lower()
     if contact_type != "customer":
-        return Ignored(dedupe_key=f"contact:{contact_id}:{contact_type}", reason=f"contact {contact_id} is a {contact_type}, not a customer")
+        reason = f"contact {contact_id} is a {contact_type}, not a customer"
+        return Ignored(dedupe_key=f"contact:{contact_id}:{contact_type}", reason=reason)
     name = str(data.get("contact_name") or data.get("company_name") or "").strip()
     if not name:
         return Ignored(dedupe_key=f"contact:{contact_id}:nameless", reason="customer contact has no name")
