@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(BIN)/python -m demo
 
 test: $(STAMP)
-	$(BIN)/ruff check integration_core plugins tests bench
+	$(BIN)/ruff check integration_core plugins tests bench reference_host demo
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check integration_core plugins tests bench
+	$(BIN)/ruff check integration_core plugins tests bench reference_host demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
