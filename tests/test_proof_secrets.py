@@ -74,9 +74,11 @@ def debug_log() -> Iterator[Capture]:
     """Every logger at DEBUG into one list (urllib3 logs each request line, requests its redirects)."""
     handler = Capture()
     root = logging.getLogger()
+    for name in ("urllib3", "urllib3.connectionpool", "requests", "integration_core", "zoho_books"):
+        logging.getLogger(name)  # exist before the levels are saved, so they are restored too
     saved = {name: lg.level for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     root_level = root.level
-    for name in [*saved, "urllib3", "urllib3.connectionpool", "requests", "integration_core", "zoho_books"]:
+    for name in saved:
         logging.getLogger(name).setLevel(logging.DEBUG)
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
