@@ -215,7 +215,10 @@ def revoke(connection: ProviderContext) -> None:
     if refresh_token:
         url = f"{cfg.accounts_server}/oauth/v2/token/revoke"
         try:
-            response = connection.http.post(url, params={"token": refresh_token},
+            # Zoho documents ``?token=`` in the query, but a URL ends up in access and debug logs
+            # (urllib3 logs it at DEBUG). Its accounts endpoints take POST parameters form-encoded, as the
+            # token endpoint does, so the token travels in the body.
+            response = connection.http.post(url, data={"token": refresh_token},
                                             timeout=(cfg.connect_timeout, cfg.read_timeout))
         except requests.RequestException as exc:
             raise TransientError(f"Zoho accounts server unreachable while revoking: {type(exc).__name__}") from None
