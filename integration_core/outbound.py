@@ -434,6 +434,7 @@ class Outbound:
             return stats
         not_before: dt.datetime | None = None
         park = False
+        budget: Budget | None = None
         try:
             # Tasks paused by an auth failure resume once the connection is active again, even when
             # whoever re-activated it did not call resume_paused().
@@ -448,6 +449,8 @@ class Outbound:
         except _StopBatch as stop:
             not_before, park = stop.not_before, stop.park
         finally:
+            if budget is not None:
+                budget.refund()
             if park:
                 self._park(connection_id, ConnectionStatus.NEEDS_REAUTH, stats)
             else:

@@ -4,6 +4,10 @@ The connection lease already guarantees one worker per account at a time, but a 
 mid-window (a worker dies, another takes over). Keeping the window (``rate_window_start``,
 ``rate_window_count``) in the row makes the limit hold across hand-overs and processes. Reservations are
 atomic conditional UPDATEs, so two writers can never both take the last calls of a window.
+
+Providers count their limits over a *sliding* window (Zoho: 100 requests in any minute), while a row can
+only hold a fixed one. :func:`sliding_safe` turns the provider's limit into shorter fixed windows that
+can never add up to more than the limit in any sliding window of the provider's length.
 """
 
 from __future__ import annotations
@@ -16,13 +20,33 @@ import sqlalchemy as sa
 from .models import RateLimit
 from .store.schema import connections, utcnow
 
+MAX_SUBWINDOWS = 10
+
+
+def sliding_safe(limit: RateLimit) -> RateLimit:
+    """Fixed windows of ``W/k`` allowing ``L // (k+1)`` each keep every sliding window ``W`` at most ``L``.
+
+    A sliding window of length ``W`` overlaps at most ``k + 1`` consecutive windows of length ``W/k``.
+    ``k`` is chosen to use as much of the limit as possible (90 % for Zoho's 100 per minute).
+    """
+    if limit.requests <= 1:
+        return limit
+    best_k = max(range(1, min(MAX_SUBWINDOWS, limit.requests - 1) + 1), key=lambda k: k * (limit.requests // (k + 1)))
+    return RateLimit(
+        requests=limit.requests // (best_k + 1),
+        per_seconds=limit.per_seconds / best_k,
+        concurrency=limit.concurrency,
+    )
+
 
 @attrs.frozen
 class Reservation:
-    """``granted`` calls were reserved; when 0, ``retry_at`` is when the current window ends."""
+    """``granted`` calls were reserved in the window that began at ``window_start``; when 0,
+    ``retry_at`` is when the current window ends."""
 
     granted: int
     retry_at: dt.datetime | None = None
+    window_start: dt.datetime | None = None
 
 
 def reserve(
@@ -48,7 +72,7 @@ def reserve(
             .values(rate_window_start=now, rate_window_count=n)
         )
         if fresh.rowcount == 1:
-            return Reservation(n)
+            return Reservation(n, window_start=now)
         more = db.execute(
             connections.update()
             .where(
@@ -58,9 +82,9 @@ def reserve(
             )
             .values(rate_window_count=c.rate_window_count + n)
         )
-        if more.rowcount == 1:
-            return Reservation(n)
         start = db.execute(sa.select(c.rate_window_start).where(c.id == connection_id)).scalar_one_or_none()
+        if more.rowcount == 1:
+            return Reservation(n, window_start=start)
     retry_at = (start + window) if start is not None else now
     return Reservation(0, max(retry_at, now))
 
@@ -68,16 +92,18 @@ def reserve(
 class Budget:
     """Calls a worker may still make for one connection in this batch, reserved a few at a time.
 
-    Unused reserved calls are simply not given back: the store's count can only over-estimate use,
-    which keeps the account under its limit.
+    The provider's limit is made :func:`sliding_safe` first. Calls reserved but not made are handed
+    back with :meth:`refund` at the end of a batch, while their window is still the current one.
     """
 
     def __init__(self, engine: sa.Engine, connection_id: str, limit: RateLimit | None, chunk: int = 5) -> None:
         self.engine = engine
         self.connection_id = connection_id
-        self.limit = limit
+        self.provider_limit = limit
+        self.limit = sliding_safe(limit) if limit is not None else None
         self.chunk = max(1, chunk)
         self.available = 0
+        self.window_start: dt.datetime | None = None
         self.retry_at: dt.datetime | None = None
 
     def take(self, n: int = 1) -> bool:
@@ -85,14 +111,42 @@ class Budget:
         if self.limit is None:
             return True
         n = min(n, self.limit.requests)  # a call costlier than a whole window still gets one window
-        if self.available >= n:
-            self.available -= n
-            return True
-        need = n - self.available
-        for size in (max(need, min(self.chunk, self.limit.requests)), need):
-            got = reserve(self.engine, self.connection_id, self.limit, size)
-            if got.granted >= need:
-                self.available += got.granted - n
+        for _ in range(3):
+            if self.window_start is not None and utcnow() >= self.window_start + dt.timedelta(
+                seconds=self.limit.per_seconds
+            ):
+                self.available = 0  # calls reserved in a window that has ended lapse with it
+            if self.available >= n:
+                self.available -= n
                 return True
-            self.retry_at = got.retry_at
+            need = n - self.available
+            got = reserve(self.engine, self.connection_id, self.limit, max(need, min(self.chunk, self.limit.requests)))
+            if not got.granted:
+                got = reserve(self.engine, self.connection_id, self.limit, need)
+            if not got.granted:
+                self.retry_at = got.retry_at
+                return False
+            if got.window_start != self.window_start:
+                self.window_start, self.available = got.window_start, 0
+            self.available += got.granted
+        self.retry_at = utcnow()
         return False
+
+    def refund(self) -> int:
+        """Give unused reserved calls back to the shared window (only if it is still the same one)."""
+        if self.limit is None or self.available <= 0 or self.window_start is None:
+            return 0
+        c = connections.c
+        with self.engine.begin() as db:
+            result = db.execute(
+                connections.update()
+                .where(
+                    c.id == self.connection_id,
+                    c.rate_window_start == self.window_start,
+                    c.rate_window_count >= self.available,
+                )
+                .values(rate_window_count=c.rate_window_count - self.available)
+            )
+        given = self.available if result.rowcount == 1 else 0
+        self.available = 0
+        return given

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+import attrs
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import Config
@@ -41,6 +42,10 @@ class Worker:
         self.hub = hub
         self.interval = float(interval if interval is not None else hub.config.scheduler_interval)
         self.settings = settings or OutboundSettings.from_env()
+        if threads > 1:
+            # Each thread claims one connection per tick; claiming several would leave the other
+            # threads idle while one drains them in turn.
+            self.settings = attrs.evolve(self.settings, max_connections=1)
         base = worker_id or default_worker_id()
         self.outbounds = [
             Outbound(hub, base if threads == 1 else f"{base}:{i}", self.settings) for i in range(max(1, threads))

@@ -15,7 +15,7 @@ from integration_core.hub import Hub
 from integration_core.models import RateLimit
 from integration_core.outbound import Outbound, TaskStatus
 from integration_core.providers import ledger as ledger_mod
-from integration_core.ratelimit import Budget, reserve
+from integration_core.ratelimit import Budget, reserve, sliding_safe
 from integration_core.store.schema import connections, utcnow
 from tests.workers.helpers import FAST, add_connection, invoice, tasks
 
@@ -50,13 +50,46 @@ def test_new_window_starts_after_the_old_one_ends(hub: Hub) -> None:
     assert reserve(hub.engine, conn.id, limit, 2).granted == 2
 
 
-def test_budget_reserves_in_chunks(hub: Hub) -> None:
+def test_budget_reserves_in_chunks_and_refunds_what_it_did_not_use(hub: Hub) -> None:
     conn, _ = add_connection(hub)
-    budget = Budget(hub.engine, conn.id, RateLimit(requests=12, per_seconds=60), chunk=5)
-    assert all(budget.take(1) for _ in range(12))
+    # 100 per 60 s becomes 10 per 6.67 s windows (sliding-safe); chunks of 4 are reserved at a time.
+    budget = Budget(hub.engine, conn.id, RateLimit(requests=100, per_seconds=60), chunk=4)
+    assert budget.limit == RateLimit(requests=10, per_seconds=60 / 9)
+
+    def count() -> int:
+        with hub.engine.connect() as db:
+            return db.execute(
+                sa.select(connections.c.rate_window_count).where(connections.c.id == conn.id)
+            ).scalar_one()
+
+    assert all(budget.take(1) for _ in range(5))
+    assert count() == 8  # two chunks of 4 reserved, 5 used
+    assert budget.refund() == 3 and count() == 5
+    assert all(budget.take(1) for _ in range(5))
     assert not budget.take(1) and budget.retry_at is not None
-    with hub.engine.connect() as db:
-        assert db.execute(sa.select(connections.c.rate_window_count).where(connections.c.id == conn.id)).scalar() == 12
+    assert count() == 10
+
+
+def test_sliding_safe_windows_never_exceed_the_limit_in_any_sliding_window(hub: Hub) -> None:
+    """Zoho counts 100 requests in ANY minute; fixed windows must not allow two full windows back to back."""
+    import datetime as dt
+
+    conn, _ = add_connection(hub)
+    for limit in (RateLimit(requests=100, per_seconds=60), RateLimit(requests=7, per_seconds=60)):
+        with hub.engine.begin() as db:
+            db.execute(connections.update().where(connections.c.id == conn.id)
+                       .values(rate_window_start=None, rate_window_count=0))
+        safe = sliding_safe(limit)
+        start = utcnow()
+        granted: list[dt.datetime] = []
+        for step in range(0, 4 * 60_000, 250):  # every 0.25 s for four minutes, on a simulated clock
+            now = start + dt.timedelta(milliseconds=step)
+            if reserve(hub.engine, conn.id, safe, 1, now=now).granted:
+                granted.append(now)
+        window = dt.timedelta(seconds=limit.per_seconds)
+        worst = max(sum(1 for t in granted if s <= t < s + window) for s in granted)
+        assert worst <= limit.requests
+        assert len(granted) >= 4 * limit.requests * 0.8  # and most of the allowed rate is used
 
 
 def _metered_provider(hub: Hub, limit: RateLimit, log: dict[Any, int]) -> types.ModuleType:
