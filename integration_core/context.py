@@ -104,6 +104,14 @@ class ProviderContext:
         self._save_settings = save_settings
         self._process_lock = process_lock
         self.http = session or shared_session()
+        self.requests_made = 0
+        self.metered = False
+
+    def note_request(self, count: int = 1) -> None:
+        """Providers call this for each request that counts against the account's rate limit. The core
+        reserves a worst case per hook call and, for a provider that reports, refunds what went unused."""
+        self.metered = True
+        self.requests_made += count
 
     @property
     def id(self) -> str:

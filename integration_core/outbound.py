@@ -443,7 +443,10 @@ class Outbound:
             conn = self.hub.get_connection(connection_id)
             ctx = self.hub.context(conn)
             provider = self.hub.provider(conn.provider)
-            budget = Budget(self.engine, connection_id, _rate_limit(provider, ctx), self.settings.rate_chunk)
+            budget = Budget(
+                self.engine, connection_id, _rate_limit(provider, ctx), self.settings.rate_chunk,
+                min_requests=sum(self.settings.call_costs.values()),
+            )
             for task_id in self._due_tasks(connection_id, batch_size, utcnow()):
                 self._process(conn, ctx, provider, budget, task_id, stats)
         except _StopBatch as stop:
@@ -536,10 +539,8 @@ class Outbound:
             _task_audit(db, task_id, connection_id, "in_flight", detail)
             return db.execute(sa.select(outbox_tasks).where(t.id == task_id)).first()
 
-    def _call(self, budget: Budget, name: str, fn: Any, **kwargs: Any) -> Any:
-        if not budget.take(self.settings.call_costs.get(name, 1)):
-            raise _RateWindowFull(budget.retry_at)
-        return fn(**kwargs)
+    def _cost(self, name: str) -> int:
+        return self.settings.call_costs.get(name, 1)
 
     def _process(
         self, conn: Any, ctx: Any, provider: Any, budget: Budget, task_id: int, stats: TickStats
@@ -591,21 +592,29 @@ class Outbound:
             contact_id = mapping.remote_id(db, conn.id, mapping.CUSTOMER, invoice.customer.id)
         if existing is not None:  # linked already (e.g. an earlier attempt committed it): nothing to call
             return RemoteInvoice(remote_id=existing, adopted=True)
-        if task.attempts > 1 or task.uncertain:
-            found = self._call(budget, "find_invoice", provider.find_invoice, connection=ctx, invoice=invoice)
-            if found is not None:
-                return attrs.evolve(found, adopted=True)
-        if contact_id is None:
-            contact_id = self._call(
-                budget, "upsert_contact", provider.upsert_contact, connection=ctx, customer=invoice.customer
-            )
-            if not contact_id:
-                raise PermanentError("the provider returned no contact id")
-            self._link_contact(conn.id, invoice.customer.id, str(contact_id), task.id)
-        remote = self._call(
-            budget, "push_invoice", provider.push_invoice, connection=ctx, invoice=invoice,
-            remote_contact_id=str(contact_id),
-        )
+        lookup = task.attempts > 1 or task.uncertain
+        # The whole task's calls are reserved at once: a task never stops half-way for the rate window,
+        # so a small window cannot livelock on the first call of every task.
+        cost = self._cost("push_invoice") + (self._cost("find_invoice") if lookup else 0)
+        cost += self._cost("upsert_contact") if contact_id is None else 0
+        if not budget.take(cost):
+            raise _RateWindowFull(budget.retry_at)
+        made_before = ctx.requests_made
+        try:
+            if lookup:
+                found = provider.find_invoice(connection=ctx, invoice=invoice)
+                if found is not None:
+                    return attrs.evolve(found, adopted=True)
+            if contact_id is None:
+                contact_id = provider.upsert_contact(connection=ctx, customer=invoice.customer)
+                if not contact_id:
+                    raise PermanentError("the provider returned no contact id")
+                self._link_contact(conn.id, invoice.customer.id, str(contact_id), task.id)
+            remote = provider.push_invoice(connection=ctx, invoice=invoice, remote_contact_id=str(contact_id))
+        finally:
+            # A provider that reports its requests gets the unused part of the worst case back.
+            if ctx.metered:
+                budget.settle(cost, ctx.requests_made - made_before)
         if remote is None or not remote.remote_id:
             raise TransientError("the provider returned no invoice id", uncertain=True)
         return remote

@@ -23,15 +23,21 @@ from .store.schema import connections, utcnow
 MAX_SUBWINDOWS = 10
 
 
-def sliding_safe(limit: RateLimit) -> RateLimit:
+def sliding_safe(limit: RateLimit, min_requests: int = 1) -> RateLimit:
     """Fixed windows of ``W/k`` allowing ``L // (k+1)`` each keep every sliding window ``W`` at most ``L``.
 
     A sliding window of length ``W`` overlaps at most ``k + 1`` consecutive windows of length ``W/k``.
-    ``k`` is chosen to use as much of the limit as possible (90 % for Zoho's 100 per minute).
+    ``k`` is chosen to use as much of the limit as possible (90 % for Zoho's 100 per minute) while each
+    window still holds ``min_requests`` (the cost of one whole task, so a task never straddles windows).
     """
     if limit.requests <= 1:
         return limit
-    best_k = max(range(1, min(MAX_SUBWINDOWS, limit.requests - 1) + 1), key=lambda k: k * (limit.requests // (k + 1)))
+    candidates = [
+        k for k in range(1, min(MAX_SUBWINDOWS, limit.requests - 1) + 1) if limit.requests // (k + 1) >= min_requests
+    ]
+    if not candidates:  # a limit too small for one task per window: halve it, the best that stays safe
+        return RateLimit(requests=limit.requests // 2, per_seconds=limit.per_seconds, concurrency=limit.concurrency)
+    best_k = max(candidates, key=lambda k: k * (limit.requests // (k + 1)))
     return RateLimit(
         requests=limit.requests // (best_k + 1),
         per_seconds=limit.per_seconds / best_k,
@@ -96,11 +102,13 @@ class Budget:
     back with :meth:`refund` at the end of a batch, while their window is still the current one.
     """
 
-    def __init__(self, engine: sa.Engine, connection_id: str, limit: RateLimit | None, chunk: int = 5) -> None:
+    def __init__(
+        self, engine: sa.Engine, connection_id: str, limit: RateLimit | None, chunk: int = 5, *, min_requests: int = 1
+    ) -> None:
         self.engine = engine
         self.connection_id = connection_id
         self.provider_limit = limit
-        self.limit = sliding_safe(limit) if limit is not None else None
+        self.limit = sliding_safe(limit, min_requests) if limit is not None else None
         self.chunk = max(1, chunk)
         self.available = 0
         self.window_start: dt.datetime | None = None
@@ -131,6 +139,32 @@ class Budget:
             self.available += got.granted
         self.retry_at = utcnow()
         return False
+
+    def give_back(self, n: int) -> None:
+        """Calls taken but not made (a task that ended early) return to this batch's reserve."""
+        if self.limit is not None and n > 0:
+            self.available += n
+
+    def settle(self, reserved: int, used: int) -> None:
+        """Square a reservation with the requests a provider reports it made: unused ones return to this
+        batch's reserve; extra ones are added to the shared window so later reservations wait for them."""
+        if self.limit is None or used == reserved:
+            return
+        if used < reserved:
+            self.give_back(reserved - used)
+            return
+        extra = used - reserved
+        from_reserve = min(extra, self.available)
+        self.available -= from_reserve
+        extra -= from_reserve
+        if extra and self.window_start is not None:
+            c = connections.c
+            with self.engine.begin() as db:
+                db.execute(
+                    connections.update()
+                    .where(c.id == self.connection_id, c.rate_window_start == self.window_start)
+                    .values(rate_window_count=c.rate_window_count + extra)
+                )
 
     def refund(self) -> int:
         """Give unused reserved calls back to the shared window (only if it is still the same one)."""

@@ -153,3 +153,22 @@ def test_window_never_exceeded_across_workers(hub: Hub) -> None:
     assert len(calls) >= 4
     assert max(calls.values()) <= limit.requests, dict(calls)
     assert sum(calls.values()) == 36
+
+
+def test_settle_returns_unused_calls_and_charges_extra_ones(hub: Hub) -> None:
+    conn, _ = add_connection(hub)
+    budget = Budget(hub.engine, conn.id, RateLimit(requests=100, per_seconds=60), chunk=1)
+
+    def count() -> int:
+        with hub.engine.connect() as db:
+            return db.execute(
+                sa.select(connections.c.rate_window_count).where(connections.c.id == conn.id)
+            ).scalar_one()
+
+    assert budget.take(5) and count() == 5
+    budget.settle(5, 1)  # the provider made one request: four come back to this batch
+    assert budget.available == 4
+    assert budget.refund() == 4 and count() == 1
+    assert budget.take(2)
+    budget.settle(2, 4)  # two more than reserved were made: the shared window learns about them
+    assert count() == 5

@@ -132,6 +132,7 @@ class ZohoClient:
             headers["Content-Type"] = "application/json;charset=UTF-8"
             data = dumps(body).encode("utf-8")
         write = method.upper() != "GET"
+        self.connection.note_request()  # counts against the organization's rate limit
         try:
             response = self.connection.http.request(
                 method, self.base_url + path, params=query, data=data, headers=headers,
