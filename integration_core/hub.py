@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets as pysecrets
 import uuid
 from collections.abc import Iterator, Mapping
@@ -60,6 +61,7 @@ class Hub:
         self.engine = engine or create_engine_for(self.config.database_url)
         if auto_upgrade:
             upgrade(self.engine)
+        self._key_file_mtime: float | None = None
         self.vault = Vault(self._load_keys())
         self.plugins = plugins or Plugins()
         if host is not None:
@@ -69,7 +71,9 @@ class Hub:
         """Keys from IC_KEYS or the key file. A key file is generated only for an empty store: a missing
         file beside a database that holds secrets is a misconfiguration, not a first run."""
         try:
-            return load_keys(self.config.keys, self.config.key_file, create=False)
+            keys = load_keys(self.config.keys, self.config.key_file, create=False)
+            self._key_file_mtime = self._key_file_stamp()
+            return keys
         except ConfigurationError:
             with self.engine.connect() as db:
                 has_secrets = db.execute(
@@ -80,7 +84,26 @@ class Hub:
                     f"no key file at {self.config.key_file} and IC_KEYS is not set, but the database holds "
                     f"encrypted secrets: point IC_KEY_FILE (or IC_KEYS) at the keys they were written with"
                 ) from None
-            return load_keys(self.config.keys, self.config.key_file, create=True)
+            keys = load_keys(self.config.keys, self.config.key_file, create=True)
+            self._key_file_mtime = self._key_file_stamp()
+            return keys
+
+    def _key_file_stamp(self) -> float | None:
+        try:
+            return os.stat(self.config.key_file).st_mtime_ns if not self.config.keys else None
+        except OSError:
+            return None
+
+    def _current_vault(self) -> Vault:
+        """Re-read the key file if it changed (a rotation elsewhere), so no process keeps writing under a
+        key that is about to be dropped."""
+        stamp = self._key_file_stamp()
+        if stamp is not None and stamp != self._key_file_mtime:
+            self.vault = Vault(self._load_keys())
+        return self.vault
+
+    def _encrypt(self, secrets: dict[str, str]) -> str:
+        return self._current_vault().encrypt(secrets)
 
     def _decrypt(self, token: str | None) -> dict[str, str]:
         """Decrypt; on failure re-read the key file once, so a running worker follows a rotation."""
@@ -144,7 +167,7 @@ class Hub:
                     provider=provider,
                     name=name,
                     settings=settings,
-                    secrets=self.vault.encrypt(secret_values),
+                    secrets=self._encrypt(secret_values),
                     status=status,
                     invoices_outbound=sync.invoices_outbound,
                     customers_inbound=sync.customers_inbound,
@@ -207,7 +230,7 @@ class Hub:
                 merged.update(values)
                 settings, secret_values = self._split_values(current.provider, info, merged, require_all=True)
                 changes["settings"] = {**stored_settings, **settings}
-                changes["secrets"] = self.vault.encrypt({**stored_secrets, **secret_values})
+                changes["secrets"] = self._encrypt({**stored_secrets, **secret_values})
             if name:
                 changes["name"] = name
             if sync is not None:
@@ -321,7 +344,7 @@ class Hub:
             db.execute(
                 connections.update()
                 .where(connections.c.id == connection_id)
-                .values(secrets=self.vault.encrypt(values), updated_at=utcnow())
+                .values(secrets=self._encrypt(values), updated_at=utcnow())
             )
 
     def _save_settings(self, connection_id: str, values: dict[str, Any]) -> None:
@@ -421,6 +444,7 @@ class Hub:
     def rotate_secrets(self) -> int:
         """Re-encrypt every stored secret under the first key; returns how many rows were rewritten."""
         count = 0
+        vault = self._current_vault()
         with self.engine.begin() as db:
             rows = db.execute(
                 sa.select(connections.c.id, connections.c.secrets).with_for_update()
@@ -433,7 +457,7 @@ class Hub:
                 db.execute(
                     connections.update()
                     .where(connections.c.id == row.id)
-                    .values(secrets=self.vault.rotate(row.secrets))
+                    .values(secrets=vault.rotate(row.secrets))
                 )
                 count += 1
             audit.record(db, "connection", None, "keys_rotated", f"{count} connection(s) re-encrypted")
@@ -442,7 +466,8 @@ class Hub:
     def secrets_readable_by_primary_key(self) -> bool:
         with self.engine.connect() as db:
             tokens = db.execute(sa.select(connections.c.secrets)).scalars().all()
-        return all(self.vault.readable_by_primary(t) for t in tokens if t)
+        vault = self._current_vault()
+        return all(vault.readable_by_primary(t) for t in tokens if t)
 
     # --- outbound / inbound (implemented in their own modules) -------------------------------------
 

@@ -146,3 +146,14 @@ def test_concurrent_upgrades_on_one_database(database_url: str) -> None:
         t.join()
     assert errors == []
     assert current_revision(create_engine_for(database_url)) == "0002"
+
+
+def test_a_running_hub_writes_under_the_new_first_key_after_a_rotation(config: Config) -> None:
+    worker = Hub(config)
+    cid = _add(worker)
+    new_key = generate_key()
+    write_key_file(config.key_file, [new_key, *read_key_file(config.key_file)])
+    worker.context(cid).secrets.update(access_token="fresh-token")  # written after the key file changed
+    with worker.engine.connect() as db:
+        token = db.execute(sa.text("SELECT secrets FROM connections WHERE id = :i"), {"i": cid}).scalar_one()
+    assert Vault([new_key]).decrypt(token)["access_token"] == "fresh-token"
