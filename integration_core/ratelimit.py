@@ -5,7 +5,7 @@ mid-window (a worker dies, another takes over). Keeping the window (``rate_windo
 ``rate_window_count``) in the row makes the limit hold across hand-overs and processes. Reservations are
 atomic conditional UPDATEs, so two writers can never both take the last calls of a window.
 
-Providers count their limits over a *sliding* window (Zoho: 100 requests in any minute), while a row can
+Providers count their limits over a *sliding* window (say, 100 requests in any minute), while a row can
 only hold a fixed one. :func:`sliding_safe` turns the provider's limit into shorter fixed windows that
 can never add up to more than the limit in any sliding window of the provider's length.
 """
@@ -27,7 +27,7 @@ def sliding_safe(limit: RateLimit, min_requests: int = 1) -> RateLimit:
     """Fixed windows of ``W/k`` allowing ``L // (k+1)`` each keep every sliding window ``W`` at most ``L``.
 
     A sliding window of length ``W`` overlaps at most ``k + 1`` consecutive windows of length ``W/k``.
-    ``k`` is chosen to use as much of the limit as possible (90 % for Zoho's 100 per minute) while each
+    ``k`` is chosen to use as much of the limit as possible (90 % for a limit of 100 per minute) while each
     window still holds ``min_requests`` (the cost of one whole task, so a task never straddles windows).
     """
     if limit.requests <= 1:
