@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(workdir: Path, checks: Checks, timeout: float) -> None:
     from zoho_books.emulator import Emulator
 
-    from integration_core import inbound, mapping, outbound
+    from integration_core import inbound, mapping
+    from integration_core import tasks as outbox
     from integration_core.config import Config
     from integration_core.hub import Hub
     from reference_host import ReferenceHost
@@ -225,7 +226,7 @@ def run(workdir: Path, checks: Checks, timeout: float) -> None:
         hub.submit_invoice(TENANT, ENVIRONMENT, inv_paid)  # a duplicate submission changes nothing
 
         def settled() -> list[Any] | None:
-            tasks = [outbound.find_task(hub, conn.id, i.id) for i in ours]
+            tasks = [outbox.find_task(hub, conn.id, i.id) for i in ours]
             return tasks if all(t is not None and t.status in ("done", "failed", "dead") for t in tasks) else None
 
         tasks = {t.local_id: t for t in wait_for(settled, timeout, "the scheduler to push every invoice")}
@@ -337,7 +338,7 @@ def run(workdir: Path, checks: Checks, timeout: float) -> None:
                       f"{len(events)} events")
 
         step("9. Failed outbound tasks (for an operator: fix the cause, then `integration-core tasks retry ID`)")
-        failed = outbound.list_tasks(hub, status="failed", connection_id=conn.id)
+        failed = outbox.list_tasks(hub, status="failed", connection_id=conn.id)
         for t in failed:
             print(f"   task {t.id} (invoice {t.local_id}): {t.last_error}")
         checks.expect(len(failed) == 1, "exactly one failed task (the GBP invoice)")
@@ -349,7 +350,7 @@ def run(workdir: Path, checks: Checks, timeout: float) -> None:
         answer = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
         print("   " + (answer.stdout.strip() or answer.stderr.strip()))
         checks.expect(answer.returncode == 0, "the retry command succeeded", answer.stderr[-500:])
-        retried = wait_for(lambda: (t := outbound.get_task(hub, gbp.id)).status in ("done", "failed", "dead") and t,
+        retried = wait_for(lambda: (t := outbox.get_task(hub, gbp.id)).status in ("done", "failed", "dead") and t,
                            timeout, "the scheduler to push the retried task")
         print(f"   task {retried.id}: {retried.status}, remote id {retried.remote_id}")
         z_gbp = {i["invoice_number"]: i for i in emulator.invoices(org)}.get(inv_gbp.number)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .cli import hub_from_env, main
-from .outbound import TaskStatus
+from .tasks import TaskStatus
 
 STATUSES = [
     TaskStatus.PENDING,
@@ -48,7 +48,7 @@ def tasks() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def tasks_list(status: str | None, connection_id: str | None, limit: int, as_json: bool) -> None:
     """The newest tasks first."""
-    from .outbound import list_tasks
+    from .tasks import list_tasks
 
     rows = list_tasks(hub_from_env(), status=status, connection_id=connection_id, limit=limit)
     if as_json:
@@ -90,7 +90,7 @@ def _task_dict(t: Any) -> dict[str, Any]:
 @click.argument("task_id", type=int)
 def tasks_show(task_id: int) -> None:
     """A task's invoice summary, attempts, last error and full history."""
-    from .outbound import get_task, task_history
+    from .tasks import get_task, task_history
 
     hub = hub_from_env()
     t = get_task(hub, task_id)
@@ -152,7 +152,7 @@ def tasks_retry(task_id: int | None, all_failed: bool, connection_id: str | None
 @click.option("--json", "as_json", is_flag=True)
 def status_cmd(as_json: bool) -> None:
     """One row per connection: task counts by status, last error, last success."""
-    from .outbound import connection_summaries
+    from .tasks import connection_summaries
 
     rows = connection_summaries(hub_from_env())
     if as_json:

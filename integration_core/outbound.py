@@ -32,24 +32,14 @@ import sqlalchemy as sa
 
 from . import audit, mapping
 from .errors import AuthError, NotFoundError, PermanentError, RateLimitedError, TransientError
+from .mapping import INVOICE
 from .models import ConnectionStatus, Invoice, RateLimit, RemoteInvoice
 from .ratelimit import Budget
 from .store.db import is_postgres
 from .store.schema import audit_log, connections, outbox_tasks, utcnow
+from .tasks import TaskStatus, get_task
 
 log = logging.getLogger(__name__)
-
-INVOICE = "invoice"
-
-
-class TaskStatus:
-    PENDING = "pending"
-    IN_FLIGHT = "in_flight"
-    DONE = "done"
-    FAILED = "failed"
-    DEAD = "dead"
-    PAUSED = "paused"
-
 
 class Outcome:
     """What a submission did for one connection."""
@@ -869,138 +859,3 @@ def retry_failed(hub: Any, connection_id: str | None = None, *, include_dead: bo
     for task_id in ids:
         retry_task(hub, task_id)
     return ids
-
-
-# --- queries --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class TaskInfo:
-    id: int
-    connection_id: str
-    entity_type: str
-    local_id: str
-    status: str
-    attempts: int
-    submissions: int
-    uncertain: bool
-    next_attempt_at: dt.datetime | None
-    last_error: str | None
-    remote_id: str | None
-    payload: Mapping[str, Any]
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    completed_at: dt.datetime | None
-
-
-def _task_info(row: Any) -> TaskInfo:
-    return TaskInfo(
-        id=row.id,
-        connection_id=row.connection_id,
-        entity_type=row.entity_type,
-        local_id=row.local_id,
-        status=row.status,
-        attempts=row.attempts,
-        submissions=row.submissions,
-        uncertain=bool(row.uncertain),
-        next_attempt_at=row.next_attempt_at,
-        last_error=row.last_error,
-        remote_id=row.remote_id,
-        payload=row.payload,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
-    )
-
-
-def get_task(hub: Any, task_id: int) -> TaskInfo:
-    with hub.engine.connect() as db:
-        row = db.execute(sa.select(outbox_tasks).where(outbox_tasks.c.id == task_id)).first()
-    if row is None:
-        raise NotFoundError(f"no task {task_id}")
-    return _task_info(row)
-
-
-def find_task(hub: Any, connection_id: str, local_id: str, entity_type: str = INVOICE) -> TaskInfo | None:
-    t = outbox_tasks.c
-    with hub.engine.connect() as db:
-        row = db.execute(
-            sa.select(outbox_tasks).where(
-                t.connection_id == connection_id, t.entity_type == entity_type, t.local_id == local_id
-            )
-        ).first()
-    return None if row is None else _task_info(row)
-
-
-def list_tasks(
-    hub: Any, *, status: str | None = None, connection_id: str | None = None, limit: int = 100
-) -> list[TaskInfo]:
-    t = outbox_tasks.c
-    query = sa.select(outbox_tasks).order_by(t.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(t.status == status)
-    if connection_id is not None:
-        query = query.where(t.connection_id == connection_id)
-    with hub.engine.connect() as db:
-        return [_task_info(r) for r in db.execute(query)]
-
-
-def task_history(hub: Any, task_id: int) -> list[Any]:
-    with hub.engine.connect() as db:
-        return audit.history(db, "task", task_id)
-
-
-@attrs.frozen
-class ConnectionSummary:
-    id: str
-    provider: str
-    tenant_id: str
-    environment_id: str
-    name: str
-    status: str
-    counts: Mapping[str, int]
-    next_due_at: dt.datetime | None
-    last_error: str | None
-    last_success_at: dt.datetime | None
-
-
-def connection_summaries(hub: Any) -> list[ConnectionSummary]:
-    """Task counts per status for every connection (an operator view; reads the whole outbox index)."""
-    c = connections.c
-    t = outbox_tasks.c
-    with hub.engine.connect() as db:
-        counts: dict[str, dict[str, int]] = {}
-        for cid, status, n in db.execute(
-            sa.select(t.connection_id, t.status, sa.func.count()).group_by(t.connection_id, t.status)
-        ):
-            counts.setdefault(cid, {})[status] = n
-        rows = db.execute(sa.select(connections).order_by(c.tenant_id, c.environment_id, c.provider)).fetchall()
-    return [
-        ConnectionSummary(
-            id=r.id,
-            provider=r.provider,
-            tenant_id=r.tenant_id,
-            environment_id=r.environment_id,
-            name=r.name,
-            status=r.status,
-            counts=counts.get(r.id, {}),
-            next_due_at=r.next_due_at,
-            last_error=r.last_error,
-            last_success_at=r.last_success_at,
-        )
-        for r in rows
-    ]
-
-
-def pending_work(hub: Any) -> int:
-    """Tasks still to push on active connections (pending or in flight): 0 means idle."""
-    t = outbox_tasks.c
-    c = connections.c
-    with hub.engine.connect() as db:
-        return int(
-            db.execute(
-                sa.select(sa.func.count())
-                .select_from(outbox_tasks.join(connections, c.id == t.connection_id))
-                .where(t.status.in_([TaskStatus.PENDING, TaskStatus.IN_FLIGHT]), c.status == ConnectionStatus.ACTIVE)
-            ).scalar_one()
-        )

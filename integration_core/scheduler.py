@@ -20,7 +20,8 @@ import attrs
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import Config
-from .outbound import Outbound, OutboundSettings, TickStats, default_worker_id, pending_work
+from .outbound import Outbound, OutboundSettings, TickStats, default_worker_id
+from .tasks import pending_work
 
 log = logging.getLogger(__name__)
 

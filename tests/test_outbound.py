@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from integration_core import audit, mapping
 from integration_core.hub import Hub
 from integration_core.models import ConnectionStatus, SyncSettings
-from integration_core.outbound import Outbound, Outcome, TaskStatus, find_task, payload_hash
+from integration_core.outbound import Outbound, Outcome, payload_hash
 from integration_core.providers import ledger as ledger_mod
 from integration_core.store.db import is_postgres
 from integration_core.store.schema import connections, outbox_tasks, utcnow
+from integration_core.tasks import TaskStatus, find_task
 from tests.workers.helpers import FAST, add_connection, drain, invoice, tasks
 
 

@@ -15,18 +15,11 @@ from integration_core.errors import TransientError
 from integration_core.hookspecs import hookimpl
 from integration_core.hub import Hub
 from integration_core.models import ConnectionStatus
-from integration_core.outbound import (
-    Outbound,
-    TaskStatus,
-    find_task,
-    resume_paused,
-    retry_failed,
-    retry_task,
-    safe_error,
-)
+from integration_core.outbound import Outbound, resume_paused, retry_failed, retry_task, safe_error
 from integration_core.providers import faulty
 from integration_core.providers import ledger as ledger_mod
 from integration_core.store.schema import connections, outbox_tasks, utcnow
+from integration_core.tasks import TaskStatus, find_task
 from integration_core.testing import wait_until
 from tests.workers.helpers import FAST, add_connection, drain, invoice, tasks
 

@@ -27,10 +27,11 @@ from integration_core.config import Config
 from integration_core.errors import IntegrationError
 from integration_core.hub import Hub
 from integration_core.models import ConnectionStatus
-from integration_core.outbound import Outbound, OutboundSettings, TaskStatus
+from integration_core.outbound import Outbound, OutboundSettings
 from integration_core.server import running
 from integration_core.store.db import is_postgres
 from integration_core.store.schema import connections, metadata
+from integration_core.tasks import TaskStatus
 from integration_core.testing import wait_until
 from integration_core.vault import Vault, generate_key
 

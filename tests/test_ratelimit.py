@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from integration_core.hookspecs import hookimpl
 from integration_core.hub import Hub
 from integration_core.models import RateLimit
-from integration_core.outbound import Outbound, TaskStatus
+from integration_core.outbound import Outbound
 from integration_core.providers import ledger as ledger_mod
 from integration_core.ratelimit import Budget, reserve, sliding_safe
 from integration_core.store.schema import connections, utcnow
+from integration_core.tasks import TaskStatus
 from tests.workers.helpers import FAST, add_connection, invoice, tasks
 
 

@@ -111,7 +111,7 @@ def drain(hub: Hub, outbound: Any, timeout: float = 60.0) -> None:
     """Tick until no pending or in-flight task is left on an active connection."""
     import time
 
-    from integration_core.outbound import pending_work
+    from integration_core.tasks import pending_work
 
     deadline = time.monotonic() + timeout
     while pending_work(hub):
