@@ -107,6 +107,7 @@ def _receive(hub: Any, connection: Connection, event: Event) -> Outcome:
                     deliveries=1,
                     received_at=now,
                     last_delivery_at=now,
+                    remote_id=getattr(event, "remote_invoice_id", None),
                 )
             ).inserted_primary_key[0]
             audit.record(db, "event", event_id, "received", event.kind, connection_id=connection.id)
@@ -139,9 +140,12 @@ def _locked_row(hub: Any, db: sa.Connection, connection_id: str, dedupe_key: str
 # --- apply ------------------------------------------------------------------------------------------
 
 
-def _apply_one(hub: Any, connection: Connection, event_id: int) -> Outcome:
-    """Apply a stored event if it is still applicable; host effect, mappings and status commit together."""
+def _apply_one(hub: Any, connection: Connection, event_id: int, *, also_ignored: bool = False) -> Outcome:
+    """Apply a stored event if it is still applicable; host effect, mappings and status commit together.
+
+    ``also_ignored``: apply an event that was ignored too (its invoice has been linked since)."""
     c = inbox_events.c
+    applicable = (*_APPLICABLE, IGNORED) if also_ignored else _APPLICABLE
     try:
         with hub.engine.begin() as db:
             query = sa.select(inbox_events).where(c.id == event_id)
@@ -150,7 +154,7 @@ def _apply_one(hub: Any, connection: Connection, event_id: int) -> Outcome:
             row = db.execute(query).first()
             if row is None:
                 raise NotFoundError(f"no inbox event {event_id}")
-            if row.status not in _APPLICABLE:  # a concurrent delivery applied it first
+            if row.status not in applicable:  # a concurrent delivery applied it first
                 return Outcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
             event = event_from_dict(row.payload)
             try:
@@ -253,6 +257,46 @@ def _customers_inbound(db: sa.Connection, conn: Connection) -> bool:
         sa.select(connections.c.customers_inbound).where(connections.c.id == conn.id)
     ).scalar_one_or_none()
     return conn.sync.customers_inbound if value is None else bool(value)
+
+
+def apply_waiting(hub: Any, connection_id: str, remote_invoice_id: str) -> list[Outcome]:
+    """Apply the invoice events that arrived before ``remote_invoice_id`` was linked to a local invoice.
+
+    Called right after the outbox links an invoice. A payment webhook can beat the link: the push's
+    response was lost and the customer paid before the retry adopted the invoice. Without this the
+    payment would stay ``ignored`` for good. Each event is re-checked under its row lock, so an event
+    being applied concurrently by a redelivery is applied once.
+    """
+    c = inbox_events.c
+    with hub.engine.connect() as db:
+        ids = list(
+            db.execute(
+                sa.select(c.id)
+                .where(
+                    c.connection_id == connection_id,
+                    c.remote_id == remote_invoice_id,
+                    c.status.in_((*_APPLICABLE, IGNORED)),
+                    c.kind.in_(("invoice_paid", "invoice_voided")),
+                )
+                .order_by(c.id)
+            ).scalars()
+        )
+    if not ids:
+        return []
+    conn = hub.get_connection(connection_id)
+    outcomes = []
+    for event_id in ids:
+        with hub.engine.begin() as db:
+            audit.record(
+                db,
+                "event",
+                event_id,
+                "invoice_linked",
+                f"remote invoice {remote_invoice_id} is now linked",
+                connection_id=connection_id,
+            )
+        outcomes.append(_apply_one(hub, conn, event_id, also_ignored=True))
+    return outcomes
 
 
 # --- operator views and retry -----------------------------------------------------------------------

@@ -647,6 +647,7 @@ class Outbound:
                 how = "adopted existing" if remote.adopted else "created"
                 number = f" ({remote.remote_number})" if remote.remote_number else ""
                 _task_audit(db, task.id, task.connection_id, "done", f"{how} remote {remote.remote_id}{number}")
+            self._apply_waiting_events(task.connection_id, remote.remote_id)
             return True
         except _LeaseLost:
             with self.engine.begin() as db:
@@ -660,6 +661,18 @@ class Outbound:
         except mapping.MappingConflict as exc:
             self._fail(task, str(exc), TickStats())
             return False
+
+    def _apply_waiting_events(self, connection_id: str, remote_id: str) -> None:
+        """Webhooks that arrived before this invoice was linked are applied now (see inbound.apply_waiting)."""
+        from .inbound import apply_waiting
+
+        try:
+            applied = apply_waiting(self.hub, connection_id, remote_id)
+        except Exception as exc:  # the push itself is done; the events stay visible in the inbox
+            log.warning("applying waiting events for remote %s failed: %s", remote_id, type(exc).__name__)
+            return
+        if applied:
+            log.info("applied %d event(s) that arrived before remote invoice %s was linked", len(applied), remote_id)
 
     def _finish(self, task: Any, action: str, detail: str | None, **values: Any) -> bool:
         """Move an in-flight task owned by this worker to another state, with its audit row."""

@@ -120,7 +120,11 @@ inbox_events = sa.Table(
     sa.Column("received_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("last_delivery_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("applied_at", UTCDateTime, nullable=True),
+    # The remote invoice an invoice event is about: an event that arrived before its invoice was linked
+    # is found again, and applied, when the link is made.
+    sa.Column("remote_id", sa.String(200), nullable=True),
     sa.UniqueConstraint("connection_id", "dedupe_key", name="uq_inbox_dedupe"),
+    sa.Index("ix_inbox_remote", "connection_id", "remote_id"),
 )
 
 audit_log = sa.Table(

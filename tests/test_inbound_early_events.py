@@ -1,0 +1,77 @@
+"""A payment webhook that beats the invoice's link is applied when the link is made, once."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from integration_core import inbound
+from integration_core.hookspecs import hookimpl
+from integration_core.hub import Hub
+from integration_core.models import WebhookRequest
+from integration_core.outbound import Outbound
+from integration_core.providers import faulty, ledger
+from integration_core.store.schema import inbox_events
+from tests.workers.helpers import FAST, add_connection, invoice
+
+
+class CountingHost:
+    def __init__(self) -> None:
+        self.payments: list[tuple[str, str, str]] = []
+
+    @hookimpl
+    def record_payment(self, tenant_id, environment_id, invoice_id, amount, currency, paid_on, payment_key):  # type: ignore[no-untyped-def]
+        self.payments.append((invoice_id, str(amount), payment_key))
+
+
+def deliver(hub: Hub, conn, body: bytes, headers: dict[str, str]) -> list[inbound.Outcome]:  # type: ignore[no-untyped-def]
+    request = WebhookRequest(method="POST", path="/", query={}, headers={k.lower(): v for k, v in headers.items()},
+                             body=body)
+    ctx = hub.context(conn)
+    provider = hub.provider(conn.provider)
+    assert provider.verify_webhook(connection=ctx, request=request)
+    return inbound.apply(hub, conn, provider.parse_event(connection=ctx, request=request))
+
+
+def test_payment_that_arrives_before_the_lost_push_is_adopted_is_applied_once(hub: Hub) -> None:
+    host = CountingHost()
+    hub.plugins.set_host(host)
+    conn, account = add_connection(hub, provider="faulty")
+    secret = hub.context(conn).secrets["webhook_secret"]
+    hub.submit_invoice("t1", "prod", invoice(1, amount="250.00"))
+    faulty.inject(account, "lost", op="push_invoice")
+    outbound = Outbound(hub, "w1", FAST)
+    outbound.tick()  # the invoice is created remotely, but the response is "lost": no link yet
+    book = ledger.ledger(account)
+    [remote] = book.invoices_by_reference("inv-1")
+
+    body, headers = book.pay(secret, remote.id)  # the customer pays at once; the webhook comes first
+    [first] = deliver(hub, conn, body, headers)
+    assert first.status == "ignored" and "no mapping" in (first.reason or "")
+    assert host.payments == []
+
+    for _ in range(20):  # the retry looks the invoice up, adopts it and links it
+        outbound.tick()
+        with hub.engine.connect() as db:
+            status = db.execute(sa.select(inbox_events.c.status).where(inbox_events.c.id == first.event_id)).scalar()
+        if status == "applied":
+            break
+    assert status == "applied"
+    assert host.payments == [("inv-1", "250.00", first.dedupe_key)]
+    assert len(book.invoices_by_reference("inv-1")) == 1
+
+    [again] = deliver(hub, conn, body, headers)  # the provider redelivers: nothing more happens
+    assert again.duplicate and host.payments == [("inv-1", "250.00", first.dedupe_key)]
+
+
+def test_events_for_invoices_that_are_never_linked_stay_ignored(hub: Hub) -> None:
+    host = CountingHost()
+    hub.plugins.set_host(host)
+    conn, account = add_connection(hub)
+    secret = hub.context(conn).secrets["webhook_secret"]
+    book = ledger.ledger(account)
+    contact = book.create_contact("Someone", "someone@example.com")
+    foreign = book.create_invoice(invoice("foreign"), contact.id)  # made on the remote side only
+    [outcome] = deliver(hub, conn, *book.pay(secret, foreign.id))
+    assert outcome.status == "ignored"
+    assert inbound.apply_waiting(hub, conn.id, "some-other-id") == []
+    assert host.payments == []
