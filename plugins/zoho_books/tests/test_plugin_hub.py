@@ -47,3 +47,29 @@ def test_hub_update_after_authorization(ic_hub, zoho_emulator) -> None:
     ic_hub.complete_authorization(params.pop("state"), params.pop("code"), params)
     ic_hub.update_connection(conn.id, values={"webhook_secret": "ZYXWVUTSRQPO9876"})
     assert ic_hub.check_connection(conn.id).account_name == "Hub Org"
+
+
+def test_disable_enable_and_disconnect_through_the_hub(ic_hub, zoho_emulator) -> None:
+    zoho_emulator.add_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
+    org_id = zoho_emulator.add_organization(name="Hub Org")
+    conn = ic_hub.add_connection(
+        tenant_id="t1", environment_id="live", provider="zoho_books", name="Zoho",
+        values={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "organization_id": org_id,
+                "accounts_server": zoho_emulator.base_url, "webhook_secret": WEBHOOK_SECRET},
+    )
+    assert ic_hub.enable(conn.id) == ConnectionStatus.NEEDS_REAUTH  # never authorized: not active
+    url = ic_hub.start_authorization(conn.id, REDIRECT_URI)
+    location = requests.get(url, allow_redirects=False, timeout=5).headers["Location"]
+    params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    ic_hub.complete_authorization(params.pop("state"), params.pop("code"), params)
+    refresh_token = ic_hub.context(conn.id).secrets["refresh_token"]
+
+    ic_hub.disable(conn.id)
+    assert ic_hub.enable(conn.id) == ConnectionStatus.ACTIVE  # the grant still works
+
+    ic_hub.disconnect(conn.id)
+    assert ic_hub.get_connection(conn.id).status == ConnectionStatus.PENDING_AUTH
+    assert zoho_emulator.oauth.refresh_tokens[refresh_token].revoked
+    assert "refresh_token" not in ic_hub.context(conn.id).secrets
+    assert ic_hub.context(conn.id).secrets["client_secret"] == CLIENT_SECRET  # credentials are kept
+    assert ic_hub.enable(conn.id) == ConnectionStatus.NEEDS_REAUTH
