@@ -19,10 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check integration_core plugins tests bench reference_host demo
+	$(BIN)/mypy integration_core
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check integration_core plugins tests bench reference_host demo
+	$(BIN)/mypy integration_core
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -227,17 +227,17 @@ def invoices_backfill(path: str, tenant_id: str, environment_id: str, quiet: boo
     Already queued or synced invoices are not queued again. Bad lines are listed with their number and
     reason; the others are still queued. Exit status 1 when any line was bad.
     """
-    from .backfill import backfill
+    from .backfill import backfill as run_backfill
 
     hub = hub_from_env()
     if path == "-":
-        report = backfill(hub, click.get_binary_stream("stdin"), tenant_id, environment_id)
+        report = run_backfill(hub, click.get_binary_stream("stdin"), tenant_id, environment_id)  # type: ignore[operator]
     elif quiet:
         with open(path, "rb") as fh:
-            report = backfill(hub, fh, tenant_id, environment_id)
+            report = run_backfill(hub, fh, tenant_id, environment_id)
     else:
         with open(path, "rb") as fh, click.progressbar(length=os.path.getsize(path), label="backfill") as bar:
-            report = backfill(hub, fh, tenant_id, environment_id, progress=bar.update)
+            report = run_backfill(hub, fh, tenant_id, environment_id, progress=bar.update)
     for bad in report.bad[:1000]:
         click.echo(f"line {bad.line}: {bad.reason}", err=True)
     if len(report.bad) > 1000:

@@ -68,8 +68,12 @@ class Config:
                     raise ConfigurationError(f"{var} must be a number, got {env[var]!r}") from None
         if env.get("IC_KEYS"):
             values["keys"] = tuple(k.strip() for k in env["IC_KEYS"].split(",") if k.strip())
-        for field, kind in (("scheduler_interval", (int, float)), ("max_webhook_bytes", int)):
+        positive: tuple[tuple[str, tuple[type, ...]], ...] = (
+            ("scheduler_interval", (int, float)),
+            ("max_webhook_bytes", (int,)),
+        )
+        for field, types in positive:
             value = values.get(field)
-            if value is not None and (not isinstance(value, kind) or value <= 0):
+            if value is not None and (not isinstance(value, types) or value <= 0):  # type: ignore[operator]
                 raise ConfigurationError(f"{field} must be a positive number, got {value!r}")
         return cls(**values)  # type: ignore[arg-type]

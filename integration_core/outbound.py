@@ -161,7 +161,7 @@ def _submit_one(
                         created_at=now,
                         updated_at=now,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]
         except sa.exc.IntegrityError:
             task = _select_task(db, engine, target.id, local_id)  # a concurrent submit won the insert
             if task is None:

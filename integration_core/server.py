@@ -107,7 +107,9 @@ class _Handler(WSGIRequestHandler):
             ):
                 stdin = _ChunkedReader(self.rfile)  # ServerHandler puts its stdin in wsgi.input
                 environ["wsgi.input_terminated"] = True
-            handler = ServerHandler(stdin, self.wfile, self.get_stderr(), environ, multithread=True)
+            handler = ServerHandler(
+                stdin, self.wfile, self.get_stderr(), environ, multithread=True  # type: ignore[arg-type]
+            )
             handler.request_handler = self  # type: ignore[attr-defined]
             handler.run(self.server.get_app())  # type: ignore[attr-defined]
         except (TimeoutError, ConnectionError, ValueError):
@@ -129,6 +131,8 @@ class RunningServer:
     @property
     def url(self) -> str:
         host = self.httpd.server_address[0]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{self.port}"
 
     def stop(self) -> None:

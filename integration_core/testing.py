@@ -16,12 +16,16 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 
 def free_port() -> int:
@@ -89,7 +93,7 @@ def ic_config(ic_database_url: str, tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def ic_hub(ic_config: Config):  # type: ignore[no-untyped-def]
+def ic_hub(ic_config: Config) -> Iterator[Hub]:
     from .hub import Hub
 
     hub = Hub(ic_config)
@@ -97,7 +101,7 @@ def ic_hub(ic_config: Config):  # type: ignore[no-untyped-def]
     hub.engine.dispose()
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
     """Poll ``predicate`` until true (for asserting on background work); False on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
