@@ -369,12 +369,32 @@ class Hub:
                 db.commit()
 
     def context(self, connection: Connection | str) -> ProviderContext:
-        """The ``connection`` argument for provider hooks: secrets decrypted, write-backs persisted."""
+        """The ``connection`` argument for provider hooks: secrets decrypted, write-backs persisted.
+
+        Given an id, the connection and its secrets come from one read of its row."""
         if isinstance(connection, str):
-            connection = self.get_connection(connection)
+            with self.engine.connect() as db:
+                row = db.execute(sa.select(connections).where(connections.c.id == connection)).first()
+            if row is None:
+                raise NotFoundError(f"no connection {connection!r}")
+            return self._context(_row_to_connection(row), self._decrypt(row.secrets))
+        return self._context(connection, self._load_secrets(connection.id))
+
+    def find_context(self, provider: str, tenant_id: str, environment_id: str) -> ProviderContext | None:
+        """:meth:`find_connection` and :meth:`context` in one read (the webhook dispatcher's lookup)."""
+        c = connections.c
+        with self.engine.connect() as db:
+            row = db.execute(
+                sa.select(connections).where(
+                    c.provider == provider, c.tenant_id == tenant_id, c.environment_id == environment_id
+                )
+            ).first()
+        return None if row is None else self._context(_row_to_connection(row), self._decrypt(row.secrets))
+
+    def _context(self, connection: Connection, secret_values: dict[str, str]) -> ProviderContext:
         cid = connection.id
         secrets = Secrets(
-            self._load_secrets(cid),
+            secret_values,
             save=lambda values: self._save_secrets(cid, values),
             load=lambda: self._load_secrets(cid),
         )

@@ -430,8 +430,8 @@ class Outbound:
             # whoever re-activated it did not call resume_paused().
             with self.engine.begin() as db:
                 stats.resumed += _resume_paused(db, connection_id, utcnow())
-            conn = self.hub.get_connection(connection_id)
-            ctx = self.hub.context(conn)
+            ctx = self.hub.context(connection_id)
+            conn = ctx.record
             provider = self.hub.provider(conn.provider)
             budget = Budget(
                 self.engine, connection_id, _rate_limit(provider, ctx), self.settings.rate_chunk,

@@ -143,9 +143,10 @@ class Dispatcher:
         self, environ: dict[str, Any], method: str, path: str, provider_name: str, tenant_id: str, environment_id: str
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         hub = self.hub
-        conn = hub.find_connection(provider_name, tenant_id, environment_id)
-        if conn is None or conn.status == ConnectionStatus.DISABLED:
+        ctx = hub.find_context(provider_name, tenant_id, environment_id)
+        if ctx is None or ctx.record.status == ConnectionStatus.DISABLED:
             raise _Reply(404, {"error": "not found"})
+        conn = ctx.record
         try:
             provider = hub.provider(conn.provider)
         except IntegrationError:
@@ -153,7 +154,6 @@ class Dispatcher:
             raise _Reply(404, {"error": "not found"}) from None
         body = _read_body(environ, int(hub.config.max_webhook_bytes))
         request = _build_request(environ, method, path, body)
-        ctx = hub.context(conn)
         try:
             authentic = provider.verify_webhook(connection=ctx, request=request)
         except WebhookRejected as exc:
