@@ -337,7 +337,7 @@ def _load_extensions() -> None:
     """Commands of the core's other modules, then those contributed by plugins."""
     import importlib
 
-    for module in ("integration_core.cli_outbound", "integration_core.cli_inbound"):
+    for module in ("integration_core.cli_outbound", "integration_core.cli_inbound", "integration_core.console.cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

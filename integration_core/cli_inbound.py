@@ -99,10 +99,13 @@ def connections_webhook_url(connection_id: str) -> None:
 @click.option("--port", default=8080, show_default=True)
 @click.option("--host-app", help="Host hooks as module:attribute (default: IC_HOST).")
 @click.option("--no-scheduler", is_flag=True, help="Serve webhooks only; do not push the outbox.")
-def serve_cmd(bind_host: str, port: int, host_app: str | None, no_scheduler: bool) -> None:
-    """Run the webhook dispatcher, the OAuth callback and the outbound scheduler until interrupted."""
+@click.option("--no-console", is_flag=True, help="Do not serve the operator console under /console.")
+def serve_cmd(bind_host: str, port: int, host_app: str | None, no_scheduler: bool, no_console: bool) -> None:
+    """Run the webhook dispatcher, the OAuth callback, the operator console (/console) and the outbound
+    scheduler until interrupted."""
     from .server import serve
 
     hub = _hub_with_host(host_app)
-    click.echo(f"serving on http://{bind_host}:{port} (public URL {hub.config.public_url})", err=True)
-    serve(hub, bind_host, port, scheduler=not no_scheduler)
+    console = "" if no_console else f", console at http://{bind_host}:{port}/console/"
+    click.echo(f"serving on http://{bind_host}:{port} (public URL {hub.config.public_url}){console}", err=True)
+    serve(hub, bind_host, port, scheduler=not no_scheduler, console=not no_console)

@@ -144,19 +144,30 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def start(hub: Any, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = True) -> RunningServer:
-    """Start the WSGI server (and the outbound scheduler) in background threads."""
+def start(
+    hub: Any, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = True, console: bool = True
+) -> RunningServer:
+    """Start the WSGI server (and the outbound scheduler) in background threads; the operator console
+    is under ``/console`` unless ``console=False``."""
     httpd = _ThreadingWSGIServer((host, port), _Handler, bind_and_activate=True)
-    httpd.set_app(create_app(hub))
+    app = create_app(hub)
+    if console:
+        from .console import ConsoleApp, mount
+
+        app = mount(app, ConsoleApp(hub))
+    httpd.set_app(app)
     thread = threading.Thread(target=httpd.serve_forever, name="integration-core-http", daemon=True)
     thread.start()
     sched = _start_scheduler(hub) if scheduler else None
     return RunningServer(httpd, thread, sched)
 
 
-def serve(hub: Any, host: str = "127.0.0.1", port: int = 8080, *, scheduler: bool = True) -> None:
-    """Run until SIGINT/SIGTERM: webhooks, OAuth callback and health on ``host:port``, plus the scheduler."""
-    running = start(hub, host, port, scheduler=scheduler)
+def serve(
+    hub: Any, host: str = "127.0.0.1", port: int = 8080, *, scheduler: bool = True, console: bool = True
+) -> None:
+    """Run until SIGINT/SIGTERM: webhooks, OAuth callback, health and the console on ``host:port``, plus
+    the scheduler."""
+    running = start(hub, host, port, scheduler=scheduler, console=console)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -176,9 +187,11 @@ def serve(hub: Any, host: str = "127.0.0.1", port: int = 8080, *, scheduler: boo
 
 
 @contextmanager
-def running(hub: Any, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = False) -> Iterator[RunningServer]:
+def running(
+    hub: Any, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = False, console: bool = True
+) -> Iterator[RunningServer]:
     """``with running(hub) as srv: requests.post(srv.url + ...)`` (tests and the demo)."""
-    srv = start(hub, host, port, scheduler=scheduler)
+    srv = start(hub, host, port, scheduler=scheduler, console=console)
     try:
         yield srv
     finally:

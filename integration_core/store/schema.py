@@ -6,6 +6,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from ..actor import current_actor
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -137,6 +139,8 @@ audit_log = sa.Table(
     sa.Column("subject_id", sa.String(200), nullable=True),
     sa.Column("action", sa.String(40), nullable=False),
     sa.Column("detail", sa.Text, nullable=True),
+    # Who did it: an operator ("console:alice") while one acts (integration_core.actor), else NULL (the system).
+    sa.Column("actor", sa.String(200), nullable=True, default=current_actor),
     sa.Index("ix_audit_subject", "subject", "subject_id"),
 )
 
@@ -147,4 +151,19 @@ oauth_states = sa.Table(
     sa.Column("connection_id", sa.String(36), sa.ForeignKey("connections.id", ondelete="CASCADE"), nullable=False),
     sa.Column("redirect_uri", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+console_operators = sa.Table(
+    "console_operators",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # password | token
+    sa.Column("secret_hash", sa.Text, nullable=True),  # scrypt; NULL once a one-time login was used
+    sa.Column("tenant_id", sa.String(200), nullable=True),  # NULL: every tenant
+    sa.Column("one_time", sa.Boolean, nullable=False, default=False),
+    # Bumped when the secret changes: sessions signed for an older generation are refused.
+    sa.Column("generation", sa.Integer, nullable=False, default=1),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    sa.Column("last_login_at", UTCDateTime, nullable=True),
 )
