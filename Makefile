@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint bench clean
 
-$(STAMP): pyproject.toml plugins/zoho_books/pyproject.toml
+$(STAMP): pyproject.toml plugins/zoho_books/pyproject.toml plugins/quickbooks/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./plugins/zoho_books
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./plugins/zoho_books -e ./plugins/quickbooks
 	touch $(STAMP)
 
 venv: $(STAMP)
