@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CDC_ENTITIES = ("Payment", "Invoice", "Customer")
 CDC_MAX_OBJECTS = 1000  # §7: a CDC answer holds at most 1,000 objects
 CDC_LOOKBACK = dt.timedelta(days=30)  # §7: look-back at most 30 days
+CURSOR_OVERLAP = dt.timedelta(seconds=60)
 
 
 def payment_events(realm_id: str, payment: dict[str, Any]) -> list[Event]:
@@ -112,10 +113,11 @@ def changes_since(ctx: ProviderContext, cursor: str | None, *, now: dt.datetime 
     """
     client = QBClient(ctx)
     now = now or dt.datetime.now(dt.UTC)
-    since = dt.datetime.fromisoformat(cursor) if cursor else now - CDC_LOOKBACK
-    if since < now - CDC_LOOKBACK:
+    earliest = now - CDC_LOOKBACK + dt.timedelta(minutes=5)  # a margin against clock differences
+    since = dt.datetime.fromisoformat(cursor) if cursor else earliest
+    if since < earliest:
         log.warning("quickbooks: reconciliation cursor %s is older than CDC's 30 days; starting at the limit", cursor)
-        since = now - CDC_LOOKBACK + dt.timedelta(minutes=1)
+        since = earliest
     answer = client.get("/cdc", {"entities": ",".join(CDC_ENTITIES), "changedSince": since.isoformat()})
     events: list[Event] = []
     seen = 0
@@ -136,5 +138,7 @@ def changes_since(ctx: ProviderContext, cursor: str | None, *, now: dt.datetime 
                         events.append(InvoiceVoided(f"qbo:{client.realm_id}:invoice:{row['Id']}:voided", row["Id"]))
                     elif entity == "Customer" and _created_since(row, since):
                         events.append(customer_event(client.realm_id, row))
-    next_cursor = newest if seen >= CDC_MAX_OBJECTS else now
+    # A full answer may have left changes out: continue from the newest seen. Otherwise overlap the next
+    # window a little (changes committed as we asked, clocks apart); the dedupe keys make repeats harmless.
+    next_cursor = newest if seen >= CDC_MAX_OBJECTS else max(since, now - CURSOR_OVERLAP)
     return events, next_cursor.isoformat()
