@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml plugins/zoho_books/pyproject.toml plugins/quickbooks/py
 
 venv: $(STAMP)
 
+# make demo ARGS=--serve keeps the server, the emulator and the operator console up after the checks.
 demo: $(STAMP)
-	$(BIN)/python -m demo
+	$(BIN)/python -m demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check integration_core plugins tests bench reference_host demo

@@ -15,6 +15,9 @@ What happens, all on 127.0.0.1, nothing contacts a real Zoho host:
    a void, two customers created (one matching an existing host customer's email), a vendor, a payment
    on an invoice made in Zoho directly, and one forged delivery.
 7. A summary of Zoho, the host and the inbox, then the checks.
+8. The operator console: its URL and a one-time login are printed at the end. With ``--serve`` the
+   emulator and the server keep running (Ctrl-C ends them), so the demo's data stays browsable there,
+   with one more failed invoice (JPY) to fix and retry from the browser.
 """
 
 from __future__ import annotations
@@ -106,31 +109,58 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="Keep the run's files here (default: a temporary directory, removed).")
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for the scheduler.")
+    parser.add_argument("--serve", action="store_true",
+                        help="Keep the server and the emulator running after the checks (Ctrl-C ends them), "
+                             "so the operator console can browse the demo's data.")
+    parser.add_argument("--screenshots", metavar="DIR",
+                        help="Save console screenshots (overview, the failed GBP task) into DIR with headless "
+                             "Chromium (needs selenium, chromium and chromium-driver).")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="ic-demo-"))
     if args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     checks = Checks()
+    reported: list[bool] = []
+
+    def report_then_serve(console_url: str, login: str) -> None:
+        """``--serve``: the checks' result first, then keep everything up until Ctrl-C."""
+        reported.append(report(checks))
+        print(f"\n== Serving until Ctrl-C. Operator console: {console_url}")
+        print(f"   {login}")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\n   stopping")
+
     try:
-        run(workdir, checks, args.timeout)
+        run(workdir, checks, args.timeout, serve=report_then_serve if args.serve else None,
+            screenshots=Path(args.screenshots).resolve() if args.screenshots else None)
     except Exception as exc:  # the demo must say what went wrong, not just crash
         checks.expect(False, "the scenario ran to the end", f"{type(exc).__name__}: {exc}")
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    if reported and not checks.failed:
+        return 0
+    return 0 if report(checks) else 1
+
+
+def report(checks: Checks) -> bool:
     step("Result")
     if checks.failed:
         print(f"   {len(checks.failed)} of {len(checks.results)} checks FAILED:")
         for _, what, detail in checks.failed:
             print(f"   - {what}" + (f": {detail}" if detail else ""))
-        return 1
+        return False
     print(f"   all {len(checks.results)} checks passed: invoices went out, payments, voids and customers came back,")
     print("   replays changed nothing, a forged webhook was refused, and the one failure said what to fix.")
-    return 0
+    return True
 
 
-def run(workdir: Path, checks: Checks, timeout: float) -> None:
+def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, str], None] | None = None,
+        screenshots: Path | None = None) -> None:
     from zoho_books.emulator import Emulator
 
     from integration_core import inbound, mapping
@@ -342,6 +372,11 @@ def run(workdir: Path, checks: Checks, timeout: float) -> None:
         for t in failed:
             print(f"   task {t.id} (invoice {t.local_id}): {t.last_error}")
         checks.expect(len(failed) == 1, "exactly one failed task (the GBP invoice)")
+        if screenshots is not None:
+            from .screenshots import take_screenshots
+
+            saved = take_screenshots(env, workdir, public_url, gbp.id, screenshots)
+            checks.expect(len(saved) == 2, "console screenshots saved", ", ".join(map(str, saved)))
 
         step("10. The operator fixes the cause (adds GBP in Zoho) and retries the task from the command line")
         emulator.add_currency(org, "GBP", exchange_rate="1.27")
@@ -356,7 +391,36 @@ def run(workdir: Path, checks: Checks, timeout: float) -> None:
         z_gbp = {i["invoice_number"]: i for i in emulator.invoices(org)}.get(inv_gbp.number)
         checks.expect(retried.status == "done" and z_gbp is not None and z_gbp["currency_code"] == "GBP",
                       f"{inv_gbp.number} is now in Zoho, in GBP", str(retried.last_error))
+
+        step("11. The operator console (integration-core serve mounts it under /console)")
+        console_url = public_url + "/console/"
+        unauthenticated = requests.get(console_url, allow_redirects=False, timeout=10)
+        checks.expect(unauthenticated.status_code == 303 and "/console/login" in unauthenticated.headers["Location"],
+                      "the console answers and asks for a login first", f"HTTP {unauthenticated.status_code}")
+        print("   $ integration-core console operator set demo --token --one-time")
+        made = subprocess.run([sys.executable, "-m", "integration_core", "console", "operator", "set", "demo",
+                               "--token", "--one-time"], cwd=workdir, env=env, capture_output=True, text=True,
+                              timeout=60)
+        checks.expect(made.returncode == 0, "a one-time console login was made", made.stderr[-500:])
+        token = made.stdout.split("token (shown only now): ", 1)[-1].strip()
+        login = f"operator demo, token {token} (one-time: it works for one sign-in)"
+        if serve is not None:
+            inv_jpy = billing.add_invoice(TENANT, ENVIRONMENT, dan.id, [("Tokyo meetup", "12000")], currency="JPY",
+                                          issue_date="2026-01-09")
+            hub.submit_invoice(TENANT, ENVIRONMENT, inv_jpy)
+            jpy = wait_for(lambda: (t := outbox.find_task(hub, conn.id, inv_jpy.id)) and t.status == "failed" and t,
+                           timeout, "the JPY invoice to fail")
+            print(f"   one more invoice, {inv_jpy.number} in JPY, failed like the GBP one did (task {jpy.id}).")
+            print("   To fix it from the console: enable JPY in the emulated organization, then press Retry:")
+            print(f"   $ curl -X POST {emulator.base_url}/_emulator/orgs/{org}/currencies "
+                  "-H 'Content-Type: application/json' -d '{\"code\": \"JPY\", \"exchange_rate\": \"0.0067\"}'")
+        print(f"   console: {console_url}")
+        print(f"   login:   {login}")
+        if serve is None:
+            print("   (it stops with the demo; `make demo ARGS=--serve` keeps it and the data browsable)")
         hub.engine.dispose()
+        if serve is not None:
+            serve(console_url, login)
     finally:
         if server is not None:
             server.terminate()

@@ -26,9 +26,15 @@ SCRIPT_NAME = '<script>alert("pwned")</script>'
 
 
 @pytest.fixture
-def served(hub: Hub) -> Iterator[dict[str, Any]]:
+def served(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Tenant t1 (one invoice done, one in GBP failed) and tenant t2 (a GBP invoice for a customer whose
-    name is a script tag, failed), signed-in operators for all tenants and for t2 only."""
+    name is a script tag, failed), signed-in operators for all tenants and for t2 only.
+
+    Hashes here use p=1 instead of the production p=5 (stored in each hash, so every code path is the
+    same): these tests sign in dozens of times; tests/test_console_cli.py checks the production cost."""
+    from integration_core.console import operators
+
+    monkeypatch.setattr(operators, "SCRYPT_P", 1)
     c1, acct1 = add_connection(hub, tenant="t1", env="prod")
     c2, acct2 = add_connection(hub, tenant="t2", env="prod")
     hub.update_connection(c2.id, name="<img src=x onerror=alert(2)> books")
