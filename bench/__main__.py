@@ -12,7 +12,8 @@ import time
 
 from .common import Row, table
 
-MODULES = ["api_calls", "throughput", "scaleout", "ratelimit", "dispatcher", "scheduler_tick", "memory"]
+MODULES = ["api_calls", "api_calls_quickbooks", "throughput", "scaleout", "ratelimit", "dispatcher", "scheduler_tick",
+           "memory"]
 
 
 def main(argv: list[str] | None = None) -> int:
