@@ -15,7 +15,10 @@ What happens, all on 127.0.0.1, nothing contacts a real Zoho host:
    a void, two customers created (one matching an existing host customer's email), a vendor, a payment
    on an invoice made in Zoho directly, and one forged delivery.
 7. A summary of Zoho, the host and the inbox, then the checks.
-8. The operator console: its URL and a one-time login are printed at the end. With ``--serve`` the
+8. A second tenant on QuickBooks Online (its local emulator) through the same core and host: OAuth with
+   the company id in the redirect, two invoices pushed, one payment across both brought back by Intuit's
+   signed thin webhook, each share once; a table shows both tenants side by side.
+9. The operator console: its URL and a one-time login are printed at the end. With ``--serve`` the
    emulator and the server keep running (Ctrl-C ends them), so the demo's data stays browsable there,
    with one more failed invoice (JPY) to fix and retry from the browser.
 """
@@ -184,6 +187,7 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
     print(f"   emulator at {emulator.base_url}; organization {org} (base USD, EUR at 1.08); GBP not enabled")
 
     server: subprocess.Popen[bytes] | None = None
+    qbo_emulator: Any = None  # the QuickBooks tenant's emulator (step 10b)
     log_path = workdir / "serve.log"
     try:
         step("2. The billing application (reference host) has customers and invoices")
@@ -392,6 +396,15 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         checks.expect(retried.status == "done" and z_gbp is not None and z_gbp["currency_code"] == "GBP",
                       f"{inv_gbp.number} is now in Zoho, in GBP", str(retried.last_error))
 
+        step("10b. A second tenant, on QuickBooks Online, through the same core and host")
+        from . import quickbooks as qbo_tenant
+
+        qbo_emulator, _realm = qbo_tenant.run(hub, billing, checks, ENVIRONMENT, public_url, timeout, wait_for, table,
+                                              money)
+        print()
+        table(["tenant", "provider", "connection", "invoices", "at the host"],
+              qbo_tenant.side_by_side(hub, billing, TENANT))
+
         step("11. The operator console (integration-core serve mounts it under /console)")
         console_url = public_url + "/console/"
         unauthenticated = requests.get(console_url, allow_redirects=False, timeout=10)
@@ -430,6 +443,8 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
                 server.kill()
                 server.wait()
         emulator.stop()
+        if qbo_emulator is not None:
+            qbo_emulator.stop()
         if checks.failed and log_path.exists():
             print("\n-- last lines of the server log --")
             print("\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))

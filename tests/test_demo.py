@@ -21,5 +21,6 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert re.search(console, result.stdout)
     # secrets never reach the output or the server log
     log = (tmp_path / "run" / "serve.log").read_text()
-    for secret in ("demo-client-secret-0000", "DemoWebhookSecret2026"):
+    for secret in ("demo-client-secret-0000", "DemoWebhookSecret2026", "demo-quickbooks-client-secret",
+                   "demo-quickbooks-verifier-token"):
         assert secret not in result.stdout and secret not in result.stderr and secret not in log
