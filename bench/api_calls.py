@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integration_core.outbound import Outbound
+from integration_core.outbox import Outbound
 
 from .common import Row, customer, drain, invoice, make_hub, org_requests, start_emulator, temp_dir, zoho_connection
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from integration_core.hub import Hub
-from integration_core.outbound import Outbound
+from integration_core.outbox import Outbound
 
 from .common import Row, customer, drain, invoice, make_hub, temp_dir
 

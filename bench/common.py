@@ -20,8 +20,7 @@ import requests
 from integration_core.config import Config
 from integration_core.hub import Hub
 from integration_core.models import Connection, Customer, Invoice
-from integration_core.outbound import Outbound, OutboundSettings, TickStats
-from integration_core.tasks import pending_work
+from integration_core.outbox import Outbound, OutboundSettings, TickStats, pending_work
 
 CLIENT_ID = "1000.BENCHCLIENT"
 CLIENT_SECRET = "bench-client-secret"

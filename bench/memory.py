@@ -47,8 +47,7 @@ def worker(database_url: str, key_file: str) -> dict[str, float]:
     """Drain the outbox in this process; RSS at start (Hub ready), after 10 % of the work, at the end."""
     from integration_core.config import Config
     from integration_core.hub import Hub
-    from integration_core.outbound import Outbound
-    from integration_core.tasks import pending_work
+    from integration_core.outbox import Outbound, pending_work
 
     hub = Hub(Config(database_url=database_url, key_file=key_file))
     outbound = Outbound(hub, "bench-memory")

@@ -14,7 +14,7 @@ import types
 from integration_core import mapping
 from integration_core.hookspecs import hookimpl
 from integration_core.models import RateLimit
-from integration_core.outbound import Outbound, OutboundSettings
+from integration_core.outbox import Outbound, OutboundSettings
 from integration_core.plugins import PROVIDER_HOOKS, Plugins
 
 from .common import Row, customer, invoice, make_hub, org_requests, run_for, start_emulator, temp_dir, zoho_connection
@@ -31,7 +31,7 @@ def scaled_zoho(requests: int, window: float) -> Plugins:
         setattr(provider, name, getattr(real, name))
 
     @hookimpl
-    def rate_limit(connection: object) -> RateLimit:
+    def rate_limit(ctx: object) -> RateLimit:
         return RateLimit(requests, window, 10)
 
     provider.rate_limit = rate_limit

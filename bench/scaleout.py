@@ -15,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from integration_core.outbound import Outbound
-from integration_core.tasks import pending_work
+from integration_core.outbox import Outbound, pending_work
 from integration_core.testing import create_database, postgres_server
 
 from .common import Row, customer, drain, invoice, make_hub, start_emulator, temp_dir, zoho_connection
@@ -29,8 +28,8 @@ WORKER = """
 import sys, time
 from integration_core.config import Config
 from integration_core.hub import Hub
-from integration_core.outbound import Outbound, OutboundSettings
-from integration_core.tasks import pending_work
+from integration_core.outbox import Outbound, OutboundSettings
+from integration_core.outbox import pending_work
 hub = Hub(Config(database_url=sys.argv[1], key_file=sys.argv[2]))
 outbound = Outbound(hub, "scale-" + sys.argv[3], OutboundSettings(max_connections=1))
 while True:

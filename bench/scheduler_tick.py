@@ -15,7 +15,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from integration_core.outbound import Outbound
+from integration_core.outbox import Outbound
 from integration_core.store.db import is_postgres
 from integration_core.store.schema import connections, utcnow
 from integration_core.testing import create_database, postgres_server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from integration_core.outbound import Outbound, OutboundSettings
+from integration_core.outbox import Outbound, OutboundSettings
 
 from .common import Row, customer, drain, drain_threads, invoice, make_hub, start_emulator, temp_dir, zoho_connection
 

@@ -166,8 +166,7 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         screenshots: Path | None = None) -> None:
     from zoho_books.emulator import Emulator
 
-    from integration_core import inbound, mapping
-    from integration_core import tasks as outbox
+    from integration_core import inbound, mapping, outbox
     from integration_core.config import Config
     from integration_core.hub import Hub
     from reference_host import ReferenceHost

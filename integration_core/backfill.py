@@ -2,7 +2,7 @@
 
 Streamed line by line: a file of any size needs constant memory. A bad line is reported with its line
 number and the reason, and never stops the lines after it. Each invoice is one ordinary
-:func:`~integration_core.outbound.submit_invoice`, so running a backfill twice queues nothing twice.
+:func:`~integration_core.outbox.submit_invoice`, so running a backfill twice queues nothing twice.
 """
 
 from __future__ import annotations
@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from .models import Invoice
-from .outbound import Outcome, submit_invoice
+from .outbox import SubmitOutcome, submit_invoice
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 MAX_LINE_BYTES = 1024 * 1024
 
@@ -36,8 +40,8 @@ class BackfillReport:
 
     def summary(self) -> str:
         parts = [f"{self.invoices} invoice(s) read"]
-        for outcome in (Outcome.QUEUED, Outcome.UPDATED, Outcome.UNCHANGED, Outcome.IN_FLIGHT, Outcome.ALREADY_SYNCED):
-            if self.outcomes[outcome] or outcome in (Outcome.QUEUED, Outcome.UNCHANGED):
+        for outcome in SubmitOutcome:
+            if self.outcomes[outcome] or outcome in (SubmitOutcome.QUEUED, SubmitOutcome.UNCHANGED):
                 parts.append(f"{self.outcomes[outcome]} {outcome.replace('_', ' ')}")
         if self.no_connection:
             parts.append(f"{self.no_connection} with no syncing connection")
@@ -69,7 +73,7 @@ def parse_line(raw: bytes | str) -> Invoice:
 
 
 def backfill(
-    hub: object,
+    hub: Hub,
     lines: Iterable[bytes | str],
     tenant_id: str,
     environment_id: str,

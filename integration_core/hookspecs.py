@@ -1,16 +1,19 @@
-"""Hook specifications.
+"""Hook specifications, one class per role.
 
-Two families of hooks:
+* :class:`ProviderSpec`: implemented by an accounting-provider plugin (entry-point group
+  ``integration_core.providers``). The core calls them for one connection at a time and routes each
+  call to exactly that connection's provider: every provider has a plugin manager of its own, so an
+  implementation is only ever called for its own provider. Every hook that works on a connection gets
+  ``ctx``: the :class:`~integration_core.context.ProviderContext` of that connection (settings,
+  decrypted secrets, the shared HTTP session, a per-connection cache). Providers keep no durable state
+  of their own; they return values and raise the typed errors of :mod:`integration_core.errors`.
+* :class:`HostSpec`: implemented by the billing application (the "host"): how inbound events reach its
+  customers, invoices and payments. Only the object given as the host is ever called for them.
+* :class:`CommandSpec`: implemented by any plugin that adds commands to the command line.
 
-* **Provider hooks** are implemented by accounting-provider plugins (found through the entry-point
-  group ``integration_core.providers``). The core calls them for one connection at a time and routes
-  each call to exactly that connection's provider, so a provider never sees another's connections.
-  Every provider hook gets ``connection``: a :class:`~integration_core.context.ProviderContext` with the
-  connection's settings, its decrypted secrets (write back with ``connection.secrets.update``), a
-  shared ``requests.Session`` and a per-connection cache. Providers keep no durable state of their own;
-  they return values and raise the typed errors of :mod:`integration_core.errors`.
-* **Host hooks** are implemented by the billing application (the "host"): how inbound events reach
-  its customers, invoices and payments.
+Every provider and host hook is ``firstresult``: one implementation answers, and its return value is the
+result. ``None`` from a ``firstresult`` hook means "no implementation answered"; where ``None`` is also a
+meaningful answer the hook says so.
 """
 
 from __future__ import annotations
@@ -28,114 +31,147 @@ if TYPE_CHECKING:
     from .context import ProviderContext
     from .models import ConnectResult, Customer, Event, Invoice, ProviderInfo, RateLimit, RemoteInvoice, WebhookRequest
 
-hookspec = pluggy.HookspecMarker("integration_core")
-hookimpl = pluggy.HookimplMarker("integration_core")
+PROJECT = "integration_core"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-# --- provider hooks ---------------------------------------------------------------------------------
+class ProviderSpec:
+    """Hooks of an accounting provider. Each runs for the one connection ``ctx`` names."""
+
+    @hookspec(firstresult=True)
+    def provider_info(self) -> ProviderInfo:
+        """Name, title, version and the settings fields a connection of this provider needs.
+
+        Required. Called without a connection (listing providers, validating ``connections add``)."""
+
+    @hookspec(firstresult=True)
+    def validate_settings(self, values: dict[str, str]) -> dict[str, str] | None:
+        """Check and normalize the values of a new or changed connection (settings and secrets together).
+
+        :param values: every declared field, already defaulted and checked against the field choices.
+        :return: the normalized values, or ``None`` to keep ``values`` as they are.
+        :raises ConfigurationError: with a message that tells the operator what to fix."""
+
+    @hookspec(firstresult=True)
+    def rate_limit(self, ctx: ProviderContext) -> RateLimit | None:
+        """The documented request limit of this connection's remote account; the core stays under it.
+
+        :return: ``None`` for no limit."""
+
+    @hookspec(firstresult=True)
+    def authorization_url(self, ctx: ProviderContext, redirect_uri: str, state: str) -> str | None:
+        """The URL where the account owner grants access.
+
+        :param redirect_uri: where the provider must send the owner back (the core's OAuth callback).
+        :param state: the single-use value that ties the callback to this connection; send it unchanged.
+        :return: ``None`` when the provider needs no OAuth."""
+
+    @hookspec(firstresult=True)
+    def complete_authorization(
+        self, ctx: ProviderContext, code: str, redirect_uri: str, params: dict[str, str]
+    ) -> None:
+        """Exchange an authorization ``code`` for tokens and store them with ``ctx.secrets.update``.
+
+        :param params: every other query parameter of the callback (a region, an account id, ...).
+        :raises AuthError: when the provider refuses the code."""
+
+    @hookspec(firstresult=True)
+    def connect(self, ctx: ProviderContext) -> ConnectResult:
+        """Check that the connection works (credentials, account) and say what was found.
+
+        :raises AuthError: the grant is gone (the connection then needs re-authorization)."""
+
+    @hookspec(firstresult=True)
+    def disconnect(self, ctx: ProviderContext) -> None:
+        """Revoke the connection's grant at the provider, when it has one (best effort)."""
+
+    @hookspec(firstresult=True)
+    def upsert_contact(self, ctx: ProviderContext, customer: Customer) -> str:
+        """Create or match the remote contact for ``customer`` (match by email first).
+
+        :return: the remote contact id; the core stores the mapping and does not ask again."""
+
+    @hookspec(firstresult=True)
+    def push_invoice(
+        self, ctx: ProviderContext, invoice: Invoice, remote_contact_id: str
+    ) -> RemoteInvoice:
+        """Create the remote invoice for ``invoice`` on the contact ``remote_contact_id``.
+
+        It must carry a stable reference to ``invoice.id`` so that :meth:`find_invoice` can find it after
+        a lost response. Raise ``TransientError`` / ``RateLimitedError`` to be retried, ``PermanentError``
+        when the data cannot be accepted, ``AuthError`` when the grant is gone."""
+
+    @hookspec(firstresult=True)
+    def find_invoice(self, ctx: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
+        """Look a previously pushed invoice up by its stable reference (the lost-response check).
+
+        Called before every retried or uncertain push. :return: ``None`` when there is none."""
+
+    @hookspec(firstresult=True)
+    def void_remote_invoice(self, ctx: ProviderContext, remote_invoice_id: str) -> None:
+        """Void the invoice ``remote_invoice_id`` at the provider; voiding a void invoice is no error."""
+
+    @hookspec(firstresult=True)
+    def verify_webhook(self, ctx: ProviderContext, request: WebhookRequest) -> bool:
+        """Whether ``request`` is authentically from the provider for this connection.
+
+        Compare signatures in constant time. :return: ``False`` answers 401 and stores nothing."""
+
+    @hookspec(firstresult=True)
+    def parse_event(self, ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
+        """Turn a verified webhook into normalized events (an empty list when nothing concerns the core).
+
+        :raises WebhookRejected: when the payload is malformed (answered 400, nothing stored)."""
 
 
-@hookspec(firstresult=True)
-def provider_info() -> ProviderInfo:
-    """Name, title, version and the settings fields a connection of this provider needs."""
+class HostSpec:
+    """Hooks of the billing application. Only the registered host object is called for them."""
+
+    @hookspec(firstresult=True)
+    def record_payment(
+        self,
+        tenant_id: str,
+        environment_id: str,
+        invoice_id: str,
+        amount: Decimal,
+        currency: str | None,
+        paid_on: dt.date,
+        payment_key: str,
+    ) -> Any:
+        """Record a payment against the host invoice ``invoice_id`` and update its status.
+
+        :param payment_key: unique per remote payment; the core applies each once, and a host may use it
+            as its own idempotency key too. The return value is ignored."""
+
+    @hookspec(firstresult=True)
+    def void_invoice(self, tenant_id: str, environment_id: str, invoice_id: str) -> Any:
+        """Mark the host invoice ``invoice_id`` void. The return value is ignored."""
+
+    @hookspec(firstresult=True)
+    def find_customer_by_email(self, tenant_id: str, environment_id: str, email: str) -> str | None:
+        """The id of the host customer with this email, or ``None`` when there is none."""
+
+    @hookspec(firstresult=True)
+    def create_customer(self, tenant_id: str, environment_id: str, name: str, email: str | None) -> str:
+        """Create a host customer from a remote one; return its id."""
 
 
-@hookspec(firstresult=True)
-def validate_settings(values: dict[str, str]) -> dict[str, str]:
-    """Check and normalize the values of a new or changed connection (settings and secrets together);
-    raise ``ConfigurationError`` with a message that tells the operator what to fix."""
+class CommandSpec:
+    """Hooks any plugin (provider or not) may implement."""
+
+    @hookspec
+    def register_commands(self, cli: click.Group) -> None:
+        """Add commands to the ``integration-core`` command line (as llm and datasette plugins do).
+
+        Every implementation is called (not ``firstresult``)."""
 
 
-@hookspec(firstresult=True)
-def rate_limit(connection: ProviderContext) -> RateLimit:
-    """The documented request limit of this connection's remote account (the core stays under it)."""
+def hook_names(spec: type) -> tuple[str, ...]:
+    """The hooks a spec class declares, in declaration order."""
+    return tuple(name for name, value in vars(spec).items() if hasattr(value, f"{PROJECT}_spec"))
 
 
-@hookspec(firstresult=True)
-def authorization_url(connection: ProviderContext, redirect_uri: str, state: str) -> str | None:
-    """The URL where the account owner grants access; ``None`` when the provider needs no OAuth."""
-
-
-@hookspec(firstresult=True)
-def complete_authorization(connection: ProviderContext, code: str, redirect_uri: str, params: dict[str, str]) -> None:
-    """Exchange an authorization ``code`` for tokens and store them in ``connection.secrets``."""
-
-
-@hookspec(firstresult=True)
-def connect(connection: ProviderContext) -> ConnectResult:
-    """Check that the connection works (credentials, account) and say what was found."""
-
-
-@hookspec(firstresult=True)
-def disconnect(connection: ProviderContext) -> None:
-    """Revoke the connection's grant at the provider, when it has one."""
-
-
-@hookspec(firstresult=True)
-def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
-    """Create or match the remote contact for ``customer`` (match by email first); return its remote id."""
-
-
-@hookspec(firstresult=True)
-def push_invoice(connection: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
-    """Create the remote invoice. It must carry a stable reference to ``invoice.id`` for ``find_invoice``."""
-
-
-@hookspec(firstresult=True)
-def find_invoice(connection: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
-    """Look a previously pushed invoice up by its stable reference (the lost-response check)."""
-
-
-@hookspec(firstresult=True)
-def void_remote_invoice(connection: ProviderContext, remote_invoice_id: str) -> None:
-    """Void an invoice at the provider."""
-
-
-@hookspec(firstresult=True)
-def verify_webhook(connection: ProviderContext, request: WebhookRequest) -> bool:
-    """True when ``request`` is authentically from the provider for this connection (constant-time)."""
-
-
-@hookspec(firstresult=True)
-def parse_event(connection: ProviderContext, request: WebhookRequest) -> list[Event]:
-    """Turn a verified webhook into normalized events; raise ``WebhookRejected`` when malformed."""
-
-
-# --- hooks any plugin may implement -----------------------------------------------------------------
-
-
-@hookspec
-def register_commands(cli: click.Group) -> None:
-    """Add commands to the ``integration-core`` command line (as llm and datasette plugins do)."""
-
-
-# --- host hooks -------------------------------------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def record_payment(
-    tenant_id: str,
-    environment_id: str,
-    invoice_id: str,
-    amount: Decimal,
-    currency: str | None,
-    paid_on: dt.date,
-    payment_key: str,
-) -> Any:
-    """Record a payment against the host invoice and update its status. ``payment_key`` is unique per
-    remote payment: the core applies each once, and a host may also use it as its own idempotency key."""
-
-
-@hookspec(firstresult=True)
-def void_invoice(tenant_id: str, environment_id: str, invoice_id: str) -> Any:
-    """Mark the host invoice void."""
-
-
-@hookspec(firstresult=True)
-def find_customer_by_email(tenant_id: str, environment_id: str, email: str) -> str | None:
-    """The id of the host customer with this email, or ``None``."""
-
-
-@hookspec(firstresult=True)
-def create_customer(tenant_id: str, environment_id: str, name: str, email: str | None) -> str:
-    """Create a host customer from a remote one; return its id."""
+PROVIDER_HOOKS = hook_names(ProviderSpec)
+HOST_HOOKS = hook_names(HostSpec)
+COMMAND_HOOKS = hook_names(CommandSpec)

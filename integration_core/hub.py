@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import secrets as pysecrets
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
-from . import audit
+from . import audit, authorization
 from .config import Config
 from .context import ProviderContext, Secrets
 from .errors import AuthError, ConfigurationError, IntegrationError, NotFoundError
-from .models import Connection, ConnectionStatus, Invoice, ProviderInfo, SyncSettings
-from .plugins import Plugins
+from .models import Connection, ConnectionStatus, ConnectResult, Invoice, ProviderInfo, SyncSettings
+from .outbox.ops import resume_paused
+from .outbox.submit import SubmitResult, submit_invoice
+from .plugins import Plugins, ProviderHooks
 from .store import create_engine_for, upgrade
-from .store.db import is_postgres
-from .store.schema import connections, oauth_states, utcnow
-from .vault import Vault, load_keys
-
-if TYPE_CHECKING:
-    from .outbound import SubmitResult
+from .store.db import is_postgres, lock_rows
+from .store.schema import connections, utcnow
+from .vault import KeyRing
 
 log = logging.getLogger(__name__)
-
-OAUTH_STATE_TTL_SECONDS = 15 * 60
 
 
 def _row_to_connection(row: Any) -> Connection:
@@ -54,70 +49,28 @@ class Hub:
         *,
         engine: sa.Engine | None = None,
         plugins: Plugins | None = None,
-        host: Any = None,
+        host: object | None = None,
         auto_upgrade: bool = True,
     ) -> None:
         self.config = config or Config.from_env()
         self.engine = engine or create_engine_for(self.config.database_url)
         if auto_upgrade:
             upgrade(self.engine)
-        self._key_file_mtime: float | None = None
-        self.vault = Vault(self._load_keys())
+        self.keys = KeyRing(self.config.keys, self.config.key_file, store_has_secrets=self._store_has_secrets)
         self.plugins = plugins or Plugins()
         if host is not None:
             self.plugins.set_host(host)
 
-    def _load_keys(self) -> list[str]:
-        """Keys from IC_KEYS or the key file. A key file is generated only for an empty store: a missing
-        file beside a database that holds secrets is a misconfiguration, not a first run."""
-        try:
-            keys = load_keys(self.config.keys, self.config.key_file, create=False)
-            self._key_file_mtime = self._key_file_stamp()
-            return keys
-        except ConfigurationError:
-            with self.engine.connect() as db:
-                has_secrets = db.execute(
-                    sa.select(sa.func.count()).select_from(connections).where(connections.c.secrets.is_not(None))
-                ).scalar_one()
-            if has_secrets:
-                raise ConfigurationError(
-                    f"no key file at {self.config.key_file} and IC_KEYS is not set, but the database holds "
-                    f"encrypted secrets: point IC_KEY_FILE (or IC_KEYS) at the keys they were written with"
-                ) from None
-            keys = load_keys(self.config.keys, self.config.key_file, create=True)
-            self._key_file_mtime = self._key_file_stamp()
-            return keys
-
-    def _key_file_stamp(self) -> float | None:
-        try:
-            return os.stat(self.config.key_file).st_mtime_ns if not self.config.keys else None
-        except OSError:
-            return None
-
-    def _current_vault(self) -> Vault:
-        """Re-read the key file if it changed (a rotation elsewhere), so no process keeps writing under a
-        key that is about to be dropped."""
-        stamp = self._key_file_stamp()
-        if stamp is not None and stamp != self._key_file_mtime:
-            self.vault = Vault(self._load_keys())
-        return self.vault
-
-    def _encrypt(self, secrets: dict[str, str]) -> str:
-        return self._current_vault().encrypt(secrets)
-
-    def _decrypt(self, token: str | None) -> dict[str, str]:
-        """Decrypt; on failure re-read the key file once, so a running worker follows a rotation."""
-        try:
-            return self.vault.decrypt(token)
-        except ConfigurationError:
-            if self.config.keys:
-                raise
-            self.vault = Vault(self._load_keys())
-            return self.vault.decrypt(token)
+    def _store_has_secrets(self) -> bool:
+        with self.engine.connect() as db:
+            count = db.execute(
+                sa.select(sa.func.count()).select_from(connections).where(connections.c.secrets.is_not(None))
+            ).scalar_one()
+        return bool(count)
 
     # --- providers -------------------------------------------------------------------------------
 
-    def provider(self, name: str) -> Any:
+    def provider(self, name: str) -> ProviderHooks:
         return self.plugins.provider(name)
 
     def provider_info(self, name: str) -> ProviderInfo:
@@ -167,7 +120,7 @@ class Hub:
                     provider=provider,
                     name=name,
                     settings=settings,
-                    secrets=self._encrypt(secret_values),
+                    secrets=self.keys.encrypt(secret_values),
                     status=status,
                     invoices_outbound=sync.invoices_outbound,
                     customers_inbound=sync.customers_inbound,
@@ -225,12 +178,12 @@ class Hub:
                 info = self.provider_info(current.provider)
                 declared = {f.name for f in info.fields}
                 stored_settings = dict(row.settings or {})
-                stored_secrets = self._decrypt(row.secrets)
+                stored_secrets = self.keys.decrypt(row.secrets)
                 merged = {k: v for k, v in {**stored_settings, **stored_secrets}.items() if k in declared}
                 merged.update(values)
                 settings, secret_values = self._split_values(current.provider, info, merged, require_all=True)
                 changes["settings"] = {**stored_settings, **settings}
-                changes["secrets"] = self._encrypt({**stored_secrets, **secret_values})
+                changes["secrets"] = self.keys.encrypt({**stored_secrets, **secret_values})
             if name:
                 changes["name"] = name
             if sync is not None:
@@ -247,10 +200,7 @@ class Hub:
         return self.get_connection(connection_id)
 
     def _lock_row(self, db: sa.Connection, connection_id: str) -> Any:
-        query = sa.select(connections).where(connections.c.id == connection_id)
-        if is_postgres(self.engine):
-            query = query.with_for_update()
-        row = db.execute(query).first()
+        row = db.execute(lock_rows(db, sa.select(connections).where(connections.c.id == connection_id))).first()
         if row is None:
             raise NotFoundError(f"no connection {connection_id!r}")
         return row
@@ -283,11 +233,19 @@ class Hub:
         with self.engine.connect() as db:
             return [_row_to_connection(r) for r in db.execute(query)]
 
-    def set_status(self, connection_id: str, status: str, reason: str | None = None) -> None:
-        with self.engine.begin() as db:
-            self._set_status(db, connection_id, status, reason)
-
-    def _set_status(self, db: sa.Connection, connection_id: str, status: str, reason: str | None) -> None:
+    def set_status(
+        self,
+        connection_id: str,
+        status: ConnectionStatus,
+        reason: str | None = None,
+        *,
+        db: sa.Connection | None = None,
+    ) -> None:
+        """Change a connection's status, with its audit row; in ``db``'s transaction when given."""
+        if db is None:
+            with self.engine.begin() as own:
+                self.set_status(connection_id, status, reason, db=own)
+            return
         values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
         if reason:
             values.update(last_error=reason, last_error_at=utcnow())
@@ -298,7 +256,7 @@ class Hub:
         self.get_connection(connection_id)
         self.set_status(connection_id, ConnectionStatus.DISABLED)
 
-    def enable(self, connection_id: str) -> str:
+    def enable(self, connection_id: str) -> ConnectionStatus:
         """Re-enable a connection. An OAuth connection is checked with the provider first: it becomes
         active only if its grant still works, else it waits for (re-)authorization. Returns the status."""
         conn = self.get_connection(connection_id)
@@ -306,14 +264,14 @@ class Hub:
         reason = None
         if self.provider_info(conn.provider).oauth:
             try:
-                self.provider(conn.provider).connect(connection=self.context(conn))
+                self.provider(conn.provider).connect(ctx=self.context(conn))
             except AuthError as exc:
                 status, reason = ConnectionStatus.NEEDS_REAUTH, f"re-authorize: {exc}"
             except IntegrationError as exc:
                 raise ConfigurationError(f"connection check failed, still disabled: {exc}") from exc
         self.set_status(connection_id, status, reason)
         if status == ConnectionStatus.ACTIVE:
-            self._resume(connection_id)
+            resume_paused(self, connection_id)
         return status
 
     def disconnect(self, connection_id: str) -> None:
@@ -321,14 +279,9 @@ class Hub:
         Queued work is kept: it resumes when the connection is authorized again."""
         conn = self.get_connection(connection_id)
         info = self.provider_info(conn.provider)
-        self.provider(conn.provider).disconnect(connection=self.context(conn))
+        self.provider(conn.provider).disconnect(ctx=self.context(conn))
         status = ConnectionStatus.PENDING_AUTH if info.oauth else ConnectionStatus.DISABLED
         self.set_status(connection_id, status, "disconnected by an operator")
-
-    def _resume(self, connection_id: str) -> None:
-        from .outbound import resume_paused
-
-        resume_paused(self, connection_id)
 
     # --- provider context ------------------------------------------------------------------------
 
@@ -337,14 +290,14 @@ class Hub:
             token = db.execute(
                 sa.select(connections.c.secrets).where(connections.c.id == connection_id)
             ).scalar_one_or_none()
-        return self._decrypt(token)
+        return self.keys.decrypt(token)
 
     def _save_secrets(self, connection_id: str, values: dict[str, str]) -> None:
         with self.engine.begin() as db:
             db.execute(
                 connections.update()
                 .where(connections.c.id == connection_id)
-                .values(secrets=self._encrypt(values), updated_at=utcnow())
+                .values(secrets=self.keys.encrypt(values), updated_at=utcnow())
             )
 
     def _save_settings(self, connection_id: str, values: dict[str, Any]) -> None:
@@ -377,7 +330,7 @@ class Hub:
                 row = db.execute(sa.select(connections).where(connections.c.id == connection)).first()
             if row is None:
                 raise NotFoundError(f"no connection {connection!r}")
-            return self._context(_row_to_connection(row), self._decrypt(row.secrets))
+            return self._context(_row_to_connection(row), self.keys.decrypt(row.secrets))
         return self._context(connection, self._load_secrets(connection.id))
 
     def find_context(self, provider: str, tenant_id: str, environment_id: str) -> ProviderContext | None:
@@ -389,7 +342,7 @@ class Hub:
                     c.provider == provider, c.tenant_id == tenant_id, c.environment_id == environment_id
                 )
             ).first()
-        return None if row is None else self._context(_row_to_connection(row), self._decrypt(row.secrets))
+        return None if row is None else self._context(_row_to_connection(row), self.keys.decrypt(row.secrets))
 
     def _context(self, connection: Connection, secret_values: dict[str, str]) -> ProviderContext:
         cid = connection.id
@@ -405,72 +358,29 @@ class Hub:
             process_lock=self._advisory_lock if is_postgres(self.engine) else None,
         )
 
-    def check_connection(self, connection_id: str) -> Any:
+    def check_connection(self, connection_id: str) -> ConnectResult:
         """Ask the provider to verify the connection (``connect`` hook) and return what it found."""
         conn = self.get_connection(connection_id)
-        return self.provider(conn.provider).connect(connection=self.context(conn))
+        return self.provider(conn.provider).connect(ctx=self.context(conn))
 
-    # --- OAuth -----------------------------------------------------------------------------------
+    # --- OAuth (integration_core.authorization) ---------------------------------------------------
 
     def start_authorization(self, connection_id: str, redirect_uri: str) -> str:
         """The URL to send the account owner to. A single-use ``state`` ties the callback to this connection."""
-        conn = self.get_connection(connection_id)
-        state = pysecrets.token_urlsafe(24)
-        url = self.provider(conn.provider).authorization_url(
-            connection=self.context(conn), redirect_uri=redirect_uri, state=state
-        )
-        if url is None:
-            raise ConfigurationError(f"provider {conn.provider} needs no authorization")
-        with self.engine.begin() as db:
-            db.execute(
-                oauth_states.insert().values(
-                    state=state, connection_id=connection_id, redirect_uri=redirect_uri, created_at=utcnow()
-                )
-            )
-            audit.record(db, "connection", connection_id, "authorization_started", connection_id=connection_id)
-        return url
+        return authorization.start(self, connection_id, redirect_uri)
 
     def complete_authorization(self, state: str, code: str, params: Mapping[str, str] | None = None) -> Connection:
         """Finish the flow started by :meth:`start_authorization`; the connection becomes active."""
-        with self.engine.begin() as db:
-            row = db.execute(sa.select(oauth_states).where(oauth_states.c.state == state)).first()
-            if row is None:
-                raise ConfigurationError("unknown or already used authorization state")
-            db.execute(oauth_states.delete().where(oauth_states.c.state == state))
-        age = (utcnow() - row.created_at).total_seconds()
-        if age > OAUTH_STATE_TTL_SECONDS:
-            raise ConfigurationError("the authorization request expired; start it again")
-        conn = self.get_connection(row.connection_id)
-        ctx = self.context(conn)
-        provider = self.provider(conn.provider)
-        try:
-            provider.complete_authorization(
-                connection=ctx, code=code, redirect_uri=row.redirect_uri, params=dict(params or {})
-            )
-            result = provider.connect(connection=ctx)
-        except IntegrationError as exc:
-            self.set_status(conn.id, ConnectionStatus.PENDING_AUTH, f"authorization failed: {exc}")
-            raise
-        with self.engine.begin() as db:
-            self._set_status(db, conn.id, ConnectionStatus.ACTIVE, None)
-            audit.record(
-                db, "connection", conn.id, "authorized", getattr(result, "account_name", None), connection_id=conn.id
-            )
-        self._resume(conn.id)
-        return self.get_connection(conn.id)
+        return authorization.complete(self, state, code, params)
 
     # --- keys ------------------------------------------------------------------------------------
 
     def rotate_secrets(self) -> int:
         """Re-encrypt every stored secret under the first key; returns how many rows were rewritten."""
         count = 0
-        vault = self._current_vault()
+        vault = self.keys.current()
         with self.engine.begin() as db:
-            rows = db.execute(
-                sa.select(connections.c.id, connections.c.secrets).with_for_update()
-                if is_postgres(self.engine)
-                else sa.select(connections.c.id, connections.c.secrets)
-            )
+            rows = db.execute(lock_rows(db, sa.select(connections.c.id, connections.c.secrets)))
             for row in rows.fetchall():
                 if not row.secrets:
                     continue
@@ -486,7 +396,7 @@ class Hub:
     def secrets_readable_by_primary_key(self) -> bool:
         with self.engine.connect() as db:
             tokens = db.execute(sa.select(connections.c.secrets)).scalars().all()
-        vault = self._current_vault()
+        vault = self.keys.current()
         return all(vault.readable_by_primary(t) for t in tokens if t)
 
     # --- outbound / inbound (implemented in their own modules) -------------------------------------
@@ -496,6 +406,4 @@ class Hub:
 
         Idempotent: a resubmission never creates a second task; a changed snapshot replaces a pending one.
         """
-        from .outbound import submit_invoice
-
         return submit_invoice(self, tenant_id, environment_id, invoice)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
@@ -30,33 +30,32 @@ from .models import (
     Connection,
     CustomerCreated,
     Event,
+    EventStatus,
     Ignored,
     InvoicePaid,
     InvoiceVoided,
     event_from_dict,
     event_to_dict,
 )
-from .store.db import is_postgres
+from .store.db import lock_rows
 from .store.schema import connections, inbox_events, utcnow
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 log = logging.getLogger(__name__)
 
-RECEIVED = "received"
-APPLIED = "applied"
-IGNORED = "ignored"
-FAILED = "failed"
-STATUSES = (RECEIVED, APPLIED, IGNORED, FAILED)
-_APPLICABLE = (RECEIVED, FAILED)
+_APPLICABLE = (EventStatus.RECEIVED, EventStatus.FAILED)
 
 
 @attrs.frozen
-class Outcome:
+class EventOutcome:
     """What happened to one event of a delivery."""
 
     event_id: int
     dedupe_key: str
     kind: str
-    status: str
+    status: EventStatus = attrs.field(converter=EventStatus)
     duplicate: bool = False
     reason: str | None = None
 
@@ -73,12 +72,12 @@ class HostHookMissing(Exception):
     """No host application implements the hook an event needs; the event waits as ``failed``."""
 
 
-def apply(hub: Any, connection: Connection, events: Iterable[Event]) -> list[Outcome]:
+def apply(hub: Hub, connection: Connection, events: Iterable[Event]) -> list[EventOutcome]:
     """Store and apply ``events`` for ``connection``; each outcome says applied / ignored / failed / duplicate."""
     return [_receive(hub, connection, event) for event in events]
 
 
-def summarize(outcomes: Sequence[Outcome]) -> dict[str, int]:
+def summarize(outcomes: Sequence[EventOutcome]) -> dict[str, int]:
     """Counts for the dispatcher's response and for logs."""
     counts = {"events": len(outcomes), "applied": 0, "ignored": 0, "failed": 0, "duplicates": 0}
     for o in outcomes:
@@ -92,7 +91,7 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, int]:
 # --- receive ----------------------------------------------------------------------------------------
 
 
-def _receive(hub: Any, connection: Connection, event: Event) -> Outcome:
+def _receive(hub: Hub, connection: Connection, event: Event) -> EventOutcome:
     payload = event_to_dict(event)
     now = utcnow()
     try:
@@ -103,21 +102,23 @@ def _receive(hub: Any, connection: Connection, event: Event) -> Outcome:
                     dedupe_key=event.dedupe_key,
                     kind=event.kind,
                     payload=payload,
-                    status=RECEIVED,
+                    status=EventStatus.RECEIVED,
                     deliveries=1,
                     received_at=now,
                     last_delivery_at=now,
                     remote_id=getattr(event, "remote_invoice_id", None),
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
             audit.record(db, "event", event_id, "received", event.kind, connection_id=connection.id)
         return _apply_one(hub, connection, int(event_id))
     except sa.exc.IntegrityError:
         pass  # a delivery of this event was stored before: count it, apply only if it never got applied
     with hub.engine.begin() as db:
-        row = _locked_row(hub, db, connection.id, event.dedupe_key)
+        row = _locked_row(db, connection.id, event.dedupe_key)
         if row is None:  # deleted in between (connection removed): nothing to do
-            return Outcome(0, event.dedupe_key, event.kind, IGNORED, duplicate=True, reason="event vanished")
+            return EventOutcome(
+                0, event.dedupe_key, event.kind, EventStatus.IGNORED, duplicate=True, reason="event vanished"
+            )
         db.execute(
             inbox_events.update()
             .where(inbox_events.c.id == row.id)
@@ -126,47 +127,42 @@ def _receive(hub: Any, connection: Connection, event: Event) -> Outcome:
         audit.record(db, "event", row.id, "redelivered", f"delivery {row.deliveries + 1}", connection_id=connection.id)
     if row.status in _APPLICABLE:  # first delivery still in flight, crashed, or failed: (re)apply, once
         return _apply_one(hub, connection, row.id)
-    return Outcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
+    return EventOutcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
 
 
-def _locked_row(hub: Any, db: sa.Connection, connection_id: str, dedupe_key: str) -> Any:
+def _locked_row(db: sa.Connection, connection_id: str, dedupe_key: str) -> Any:
     c = inbox_events.c
     query = sa.select(inbox_events).where(c.connection_id == connection_id, c.dedupe_key == dedupe_key)
-    if is_postgres(hub.engine):
-        query = query.with_for_update()
-    return db.execute(query).first()
+    return db.execute(lock_rows(db, query)).first()
 
 
 # --- apply ------------------------------------------------------------------------------------------
 
 
-def _apply_one(hub: Any, connection: Connection, event_id: int, *, also_ignored: bool = False) -> Outcome:
+def _apply_one(hub: Hub, connection: Connection, event_id: int, *, also_ignored: bool = False) -> EventOutcome:
     """Apply a stored event if it is still applicable; host effect, mappings and status commit together.
 
     ``also_ignored``: apply an event that was ignored too (its invoice has been linked since)."""
     c = inbox_events.c
-    applicable = (*_APPLICABLE, IGNORED) if also_ignored else _APPLICABLE
+    applicable = (*_APPLICABLE, EventStatus.IGNORED) if also_ignored else _APPLICABLE
     try:
         with hub.engine.begin() as db:
-            query = sa.select(inbox_events).where(c.id == event_id)
-            if is_postgres(hub.engine):
-                query = query.with_for_update()
-            row = db.execute(query).first()
+            row = db.execute(lock_rows(db, sa.select(inbox_events).where(c.id == event_id))).first()
             if row is None:
                 raise NotFoundError(f"no inbox event {event_id}")
             if row.status not in applicable:  # a concurrent delivery applied it first
-                return Outcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
+                return EventOutcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
             event = event_from_dict(row.payload)
             try:
                 detail = _effect(hub, db, connection, event)
-                status, reason = APPLIED, None
+                status, reason = EventStatus.APPLIED, None
             except _Skip as skip:
-                status, reason, detail = IGNORED, skip.reason, skip.reason
+                status, reason, detail = EventStatus.IGNORED, skip.reason, skip.reason
             db.execute(
                 inbox_events.update().where(c.id == event_id).values(status=status, reason=reason, applied_at=utcnow())
             )
             audit.record(db, "event", event_id, status, detail, connection_id=connection.id)
-            return Outcome(row.id, row.dedupe_key, row.kind, status, reason=reason)
+            return EventOutcome(row.id, row.dedupe_key, row.kind, status, reason=reason)
     except NotFoundError:
         raise
     except Exception as exc:  # the host (or a mapping conflict) failed: keep the event as failed, visibly
@@ -174,12 +170,13 @@ def _apply_one(hub: Any, connection: Connection, event_id: int, *, also_ignored:
         log.warning("inbox event %s failed: %s", event_id, exc.__class__.__name__)
         try:
             with hub.engine.begin() as db:
-                db.execute(inbox_events.update().where(c.id == event_id).values(status=FAILED, reason=reason))
-                audit.record(db, "event", event_id, FAILED, reason, connection_id=connection.id)
+                failed = inbox_events.update().where(c.id == event_id).values(status=EventStatus.FAILED, reason=reason)
+                db.execute(failed)
+                audit.record(db, "event", event_id, EventStatus.FAILED, reason, connection_id=connection.id)
                 row = db.execute(sa.select(inbox_events).where(c.id == event_id)).one()
         except Exception:
             raise exc from None  # our own database is failing too: the caller answers 500, the sender retries
-        return Outcome(row.id, row.dedupe_key, row.kind, FAILED, reason=reason)
+        return EventOutcome(row.id, row.dedupe_key, row.kind, EventStatus.FAILED, reason=reason)
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -189,14 +186,14 @@ def _failure_reason(exc: Exception) -> str:
     return f"host hook failed: {exc.__class__.__name__}" + (f": {text}" if text else "")
 
 
-def _host_hook(hub: Any, name: str) -> Any:
+def _host_hook(hub: Hub, name: str) -> Any:
     hook = getattr(hub.plugins.host, name)
     if not hook.get_hookimpls():
         raise HostHookMissing(f"no host application implements {name}; register one with hub.plugins.set_host")
     return hook
 
 
-def _effect(hub: Any, db: sa.Connection, conn: Connection, event: Event) -> str:
+def _effect(hub: Hub, db: sa.Connection, conn: Connection, event: Event) -> str:
     """Apply one event through the host hooks; return an audit detail, or raise ``_Skip(reason)``."""
     if isinstance(event, Ignored):
         raise _Skip(event.reason)
@@ -222,7 +219,7 @@ def _effect(hub: Any, db: sa.Connection, conn: Connection, event: Event) -> str:
     raise _Skip(f"unknown event kind {getattr(event, 'kind', '?')}")
 
 
-def _customer_created(hub: Any, db: sa.Connection, conn: Connection, event: CustomerCreated) -> str:
+def _customer_created(hub: Hub, db: sa.Connection, conn: Connection, event: CustomerCreated) -> str:
     if not _customers_inbound(db, conn):
         raise _Skip("customer inbound sync is off")
     linked = mapping.local_id(db, conn.id, mapping.CUSTOMER, event.remote_customer_id)
@@ -259,7 +256,7 @@ def _customers_inbound(db: sa.Connection, conn: Connection) -> bool:
     return conn.sync.customers_inbound if value is None else bool(value)
 
 
-def apply_waiting(hub: Any, connection_id: str, remote_invoice_id: str) -> list[Outcome]:
+def apply_waiting(hub: Hub, connection_id: str, remote_invoice_id: str) -> list[EventOutcome]:
     """Apply the invoice events that arrived before ``remote_invoice_id`` was linked to a local invoice.
 
     Called right after the outbox links an invoice. A payment webhook can beat the link: the push's
@@ -275,7 +272,7 @@ def apply_waiting(hub: Any, connection_id: str, remote_invoice_id: str) -> list[
                 .where(
                     c.connection_id == connection_id,
                     c.remote_id == remote_invoice_id,
-                    c.status.in_((*_APPLICABLE, IGNORED)),
+                    c.status.in_((*_APPLICABLE, EventStatus.IGNORED)),
                     c.kind.in_(("invoice_paid", "invoice_voided")),
                 )
                 .order_by(c.id)
@@ -303,7 +300,7 @@ def apply_waiting(hub: Any, connection_id: str, remote_invoice_id: str) -> list[
 
 
 def list_events(
-    hub: Any, *, connection_id: str | None = None, status: str | None = None, limit: int = 200
+    hub: Hub, *, connection_id: str | None = None, status: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """Newest first."""
     c = inbox_events.c
@@ -316,7 +313,7 @@ def list_events(
         return [_row_dict(r) for r in db.execute(query)]
 
 
-def get_event(hub: Any, event_id: int) -> dict[str, Any]:
+def get_event(hub: Hub, event_id: int) -> dict[str, Any]:
     """One event with its audit history."""
     with hub.engine.connect() as db:
         row = db.execute(sa.select(inbox_events).where(inbox_events.c.id == event_id)).first()
@@ -330,14 +327,14 @@ def get_event(hub: Any, event_id: int) -> dict[str, Any]:
     return data
 
 
-def retry(hub: Any, event_id: int) -> Outcome:
+def retry(hub: Hub, event_id: int) -> EventOutcome:
     """Apply a ``failed`` (or stuck ``received``) event again, e.g. after the host was fixed."""
     with hub.engine.connect() as db:
         row = db.execute(sa.select(inbox_events).where(inbox_events.c.id == event_id)).first()
     if row is None:
         raise NotFoundError(f"no inbox event {event_id}")
     if row.status not in _APPLICABLE:
-        return Outcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
+        return EventOutcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
     conn = hub.get_connection(row.connection_id)
     with hub.engine.begin() as db:
         audit.record(db, "event", event_id, "retried", None, connection_id=conn.id)

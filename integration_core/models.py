@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -140,11 +141,33 @@ class SyncSettings:
     customers_inbound: bool = True
 
 
-class ConnectionStatus:
-    PENDING_AUTH = "pending_auth"
+class ConnectionStatus(StrEnum):
+    """Whether a connection pushes and receives: only ``active`` ones do."""
+
+    PENDING_AUTH = "pending_auth"  # created, waiting for the account owner's grant
     ACTIVE = "active"
-    NEEDS_REAUTH = "needs_reauth"
-    DISABLED = "disabled"
+    NEEDS_REAUTH = "needs_reauth"  # the provider refused the grant; tasks wait, nothing is lost
+    DISABLED = "disabled"  # an operator stopped it; webhooks answer 404
+
+
+class TaskStatus(StrEnum):
+    """The states of an outbox task (docs/architecture.md shows the transitions)."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    FAILED = "failed"  # permanent error: an operator fixes the cause and retries
+    DEAD = "dead"  # transient errors until the attempts ran out
+    PAUSED = "paused"  # the connection needs re-authorization
+
+
+class EventStatus(StrEnum):
+    """The states of an inbox event."""
+
+    RECEIVED = "received"
+    APPLIED = "applied"
+    IGNORED = "ignored"  # nothing to do, with the reason (unknown invoice, sync off, ...)
+    FAILED = "failed"  # a host hook failed; a redelivery or an operator retry applies it
 
 
 @attrs.frozen
@@ -157,7 +180,7 @@ class Connection:
     provider: str
     name: str
     settings: Mapping[str, Any] = attrs.field(factory=dict)
-    status: str = ConnectionStatus.PENDING_AUTH
+    status: ConnectionStatus = attrs.field(default=ConnectionStatus.PENDING_AUTH, converter=ConnectionStatus)
     sync: SyncSettings = attrs.field(factory=SyncSettings)
 
 

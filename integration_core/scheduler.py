@@ -1,6 +1,6 @@
 """Run outbound ticks in the background (APScheduler 3), or until the outbox is idle (tests, demos).
 
-A :class:`Worker` is one or more interval jobs, each an :class:`~integration_core.outbound.Outbound`
+A :class:`Worker` is one or more interval jobs, each an :class:`~integration_core.outbox.Outbound`
 with its own worker id. Jobs never overlap themselves (``max_instances=1``) and missed runs collapse into
 one (``coalesce``). While a tick finds due work the job keeps ticking, so throughput is not capped by the
 interval; when nothing is due it sleeps until the next interval. Many worker processes may share one
@@ -20,8 +20,8 @@ import attrs
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import Config
-from .outbound import Outbound, OutboundSettings, TickStats, default_worker_id
-from .tasks import pending_work
+from .hub import Hub
+from .outbox import Outbound, OutboundSettings, TickStats, default_worker_id, pending_work
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Worker:
 
     def __init__(
         self,
-        hub: Any,
+        hub: Hub,
         *,
         interval: float | None = None,
         settings: OutboundSettings | None = None,
@@ -103,15 +103,13 @@ class Worker:
                 return
 
 
-def start_scheduler(hub: Any, **kwargs: Any) -> Worker:
+def start_scheduler(hub: Hub, **kwargs: Any) -> Worker:
     """Start a background :class:`Worker` for ``hub`` (used by ``integration-core serve``)."""
     return Worker(hub, **kwargs).start()
 
 
-def run_worker(config: Config | None = None, *, threads: int = 1, hub: Any = None) -> None:
+def run_worker(config: Config | None = None, *, threads: int = 1, hub: Hub | None = None) -> None:
     """Blocking entry of ``integration-core worker``: run until SIGINT or SIGTERM."""
-    from .hub import Hub
-
     hub = hub or Hub(config or Config.from_env())
     worker = Worker(hub, threads=threads)
     done = threading.Event()
@@ -136,7 +134,7 @@ def run_worker(config: Config | None = None, *, threads: int = 1, hub: Any = Non
 
 
 def drain_until_idle(
-    hub: Any,
+    hub: Hub,
     timeout: float = 30.0,
     *,
     outbound: Outbound | None = None,

@@ -18,6 +18,9 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
+from .console import ConsoleApp, mount
+from .hub import Hub
+from .scheduler import Worker, start_scheduler
 from .webhooks import create_app
 
 log = logging.getLogger(__name__)
@@ -119,7 +122,7 @@ class _Handler(WSGIRequestHandler):
 class RunningServer:
     """A started server; ``url`` is its base URL, ``stop()`` shuts it (and its scheduler) down."""
 
-    def __init__(self, httpd: _ThreadingWSGIServer, thread: threading.Thread, scheduler: Any) -> None:
+    def __init__(self, httpd: _ThreadingWSGIServer, thread: threading.Thread, scheduler: Worker | None) -> None:
         self.httpd = httpd
         self.thread = thread
         self.scheduler = scheduler
@@ -137,7 +140,7 @@ class RunningServer:
 
     def stop(self) -> None:
         if self.scheduler is not None:
-            _stop_scheduler(self.scheduler)
+            self.scheduler.stop()
             self.scheduler = None
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -145,25 +148,23 @@ class RunningServer:
 
 
 def start(
-    hub: Any, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = True, console: bool = True
+    hub: Hub, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = True, console: bool = True
 ) -> RunningServer:
     """Start the WSGI server (and the outbound scheduler) in background threads; the operator console
     is under ``/console`` unless ``console=False``."""
     httpd = _ThreadingWSGIServer((host, port), _Handler, bind_and_activate=True)
     app = create_app(hub)
     if console:
-        from .console import ConsoleApp, mount
-
         app = mount(app, ConsoleApp(hub))
     httpd.set_app(app)
     thread = threading.Thread(target=httpd.serve_forever, name="integration-core-http", daemon=True)
     thread.start()
-    sched = _start_scheduler(hub) if scheduler else None
+    sched = start_scheduler(hub) if scheduler else None
     return RunningServer(httpd, thread, sched)
 
 
 def serve(
-    hub: Any, host: str = "127.0.0.1", port: int = 8080, *, scheduler: bool = True, console: bool = True
+    hub: Hub, host: str = "127.0.0.1", port: int = 8080, *, scheduler: bool = True, console: bool = True
 ) -> None:
     """Run until SIGINT/SIGTERM: webhooks, OAuth callback, health and the console on ``host:port``, plus
     the scheduler."""
@@ -188,7 +189,7 @@ def serve(
 
 @contextmanager
 def running(
-    hub: Any, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = False, console: bool = True
+    hub: Hub, host: str = "127.0.0.1", port: int = 0, *, scheduler: bool = False, console: bool = True
 ) -> Iterator[RunningServer]:
     """``with running(hub) as srv: requests.post(srv.url + ...)`` (tests and the demo)."""
     srv = start(hub, host, port, scheduler=scheduler, console=console)
@@ -196,39 +197,6 @@ def running(
         yield srv
     finally:
         srv.stop()
-
-
-# --- the outbound scheduler (integration_core.scheduler, imported lazily) ---------------------------
-
-
-def _start_scheduler(hub: Any) -> Any:
-    """Hook point: start the outbound scheduler when the module is installed; ``None`` otherwise."""
-    try:
-        from . import scheduler as scheduler_module
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.scheduler":
-            raise
-        log.warning("outbound scheduler not available (integration_core.scheduler missing); serving webhooks only")
-        return None
-    for name in ("start_scheduler", "start"):
-        factory = getattr(scheduler_module, name, None)
-        if callable(factory):
-            return factory(hub)
-    cls = getattr(scheduler_module, "Scheduler", None)
-    if cls is not None:
-        sched = cls(hub)
-        sched.start()
-        return sched
-    log.warning("integration_core.scheduler has no start function; serving webhooks only")
-    return None
-
-
-def _stop_scheduler(sched: Any) -> None:
-    for name in ("stop", "shutdown"):
-        method = getattr(sched, name, None)
-        if callable(method):
-            method()
-            return
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -16,6 +17,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from .errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+
+
+class MissingKeyFile(ConfigurationError):
+    """Neither IC_KEYS nor a key file: a first run, unless the database already holds secrets."""
 
 
 class Vault:
@@ -92,7 +97,7 @@ def load_keys(keys: tuple[str, ...], key_file: str | Path, *, create: bool = Tru
             raise ConfigurationError(f"key file {path} holds no key")
         return found
     if not create:
-        raise ConfigurationError(f"no key file at {path} and IC_KEYS is not set")
+        raise MissingKeyFile(f"no key file at {path} and IC_KEYS is not set")
     key = generate_key()
     write_key_file(path, [key])
     log.warning(
@@ -100,3 +105,64 @@ def load_keys(keys: tuple[str, ...], key_file: str | Path, *, create: bool = Tru
         path.resolve(),
     )
     return [key]
+
+
+class KeyRing:
+    """The keys of one process, and the vault built from them.
+
+    A key file is generated only for an empty store: a missing file beside a database that holds secrets
+    is a misconfiguration, not a first run. A changed key file (a rotation by another process) is re-read
+    before encrypting, so no process keeps writing under a key that is about to be dropped, and again when
+    a secret fails to decrypt, so a running worker follows a rotation without a restart.
+    """
+
+    def __init__(self, keys: tuple[str, ...], key_file: str | Path, *, store_has_secrets: Callable[[], bool]) -> None:
+        self._keys = keys
+        self._key_file = Path(key_file)
+        self._store_has_secrets = store_has_secrets
+        self._stamp: int | None = None
+        self.vault = Vault(self._load())
+
+    def _load(self) -> list[str]:
+        try:
+            keys = load_keys(self._keys, self._key_file, create=False)
+        except MissingKeyFile:
+            if self._store_has_secrets():
+                raise ConfigurationError(
+                    f"no key file at {self._key_file} and IC_KEYS is not set, but the database holds encrypted "
+                    f"secrets: point IC_KEY_FILE (or IC_KEYS) at the keys they were written with"
+                ) from None
+            keys = load_keys(self._keys, self._key_file, create=True)
+        self._stamp = self._file_stamp()
+        return keys
+
+    def _file_stamp(self) -> int | None:
+        if self._keys:
+            return None
+        try:
+            return os.stat(self._key_file).st_mtime_ns
+        except OSError:
+            return None
+
+    def current(self) -> Vault:
+        """The vault, re-read first if the key file changed."""
+        stamp = self._file_stamp()
+        if stamp is not None and stamp != self._stamp:
+            self.vault = Vault(self._load())
+        return self.vault
+
+    def encrypt(self, secrets: dict[str, str]) -> str:
+        return self.current().encrypt(secrets)
+
+    def decrypt(self, token: str | None) -> dict[str, str]:
+        """Decrypt; on failure re-read the key file once (a rotation elsewhere) and try again."""
+        try:
+            return self.vault.decrypt(token)
+        except ConfigurationError:
+            if self._keys:
+                raise
+            self.vault = Vault(self._load())
+            return self.vault.decrypt(token)
+
+    def __repr__(self) -> str:
+        return f"KeyRing({self.vault!r})"

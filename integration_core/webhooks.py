@@ -33,17 +33,22 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import re
 import threading
-import traceback
 from collections.abc import Callable, Iterable
-from typing import Any
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+import sqlalchemy as sa
 
 from . import inbound
+from .bootstrap import hub_from_env
 from .errors import IntegrationError, WebhookRejected
 from .models import ConnectionStatus, CustomerCreated, Ignored, InvoicePaid, InvoiceVoided, WebhookRequest
+from .redact import log_internal
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +90,6 @@ def webhook_path(provider: str, tenant_id: str, environment_id: str) -> str:
 
 def webhook_url(public_url: str, provider: str, tenant_id: str, environment_id: str) -> str:
     """The URL to type into the provider's webhook settings."""
-    from urllib.parse import quote
-
     return public_url.rstrip("/") + webhook_path(
         quote(provider, safe=""), quote(tenant_id, safe=""), quote(environment_id, safe="")
     )
@@ -99,7 +102,7 @@ def callback_url(public_url: str) -> str:
 class Dispatcher:
     """The WSGI callable. Thread-safe (state lives in the Hub's database)."""
 
-    def __init__(self, hub: Any) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -155,7 +158,7 @@ class Dispatcher:
         body = _read_body(environ, int(hub.config.max_webhook_bytes))
         request = _build_request(environ, method, path, body)
         try:
-            authentic = provider.verify_webhook(connection=ctx, request=request)
+            authentic = provider.verify_webhook(ctx=ctx, request=request)
         except WebhookRejected as exc:
             log.info("webhook for connection %s rejected by verification (%s)", conn.id, exc.status)
             raise _Reply(401, {"error": "signature not valid"}) from None
@@ -166,7 +169,7 @@ class Dispatcher:
             log.info("webhook for connection %s: signature missing or not valid", conn.id)
             raise _Reply(401, {"error": "signature not valid"})
         try:
-            parsed = provider.parse_event(connection=ctx, request=request)
+            parsed = provider.parse_event(ctx=ctx, request=request)
             if parsed is None or isinstance(parsed, str | bytes | dict):
                 raise TypeError("parse_event must return a list of events")
             events = list(parsed)
@@ -209,8 +212,6 @@ class Dispatcher:
     # --- health ----------------------------------------------------------------------------------
 
     def _health(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        import sqlalchemy as sa
-
         try:
             with self.hub.engine.connect() as db:
                 db.execute(sa.text("SELECT 1"))
@@ -220,7 +221,7 @@ class Dispatcher:
         return 200, {"status": "ok"}, []
 
 
-def create_app(hub: Any) -> WSGIApp:
+def create_app(hub: Hub) -> WSGIApp:
     """A WSGI application for ``hub``: mount it under any path in any WSGI server or framework."""
     return Dispatcher(hub)
 
@@ -230,30 +231,7 @@ def app_from_env() -> WSGIApp:
 
     Host hooks come from ``IC_HOST`` (``module:attribute``), when set, so a host can run the stock app.
     """
-    from .cli import hub_from_env
-
-    hub = hub_from_env()
-    host_spec = os.environ.get("IC_HOST")
-    if host_spec:
-        hub.plugins.set_host(load_object(host_spec))
-    return create_app(hub)
-
-
-def load_object(spec: str) -> Any:
-    """``package.module:attr`` → a host plugin. A class or a plain factory function is called with no
-    arguments (so ``reference_host:from_env`` works); a module or an object with hook methods is used as is."""
-    import importlib
-    import inspect
-
-    module_name, _, attr = spec.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in filter(None, attr.split(".")):
-        obj = getattr(obj, part)
-    if inspect.isclass(obj):
-        return obj()
-    if inspect.isfunction(obj) and not hasattr(obj, "integration_core_impl"):
-        return obj()
-    return obj
+    return create_app(hub_from_env())
 
 
 _gunicorn_app: WSGIApp | None = None
@@ -385,7 +363,4 @@ def _respond(
 
 
 def _log_internal(what: str, exc: BaseException) -> None:
-    """The exception type and where it happened; never its message (it may quote data or SQL parameters)."""
-    frames = traceback.extract_tb(exc.__traceback__)[-4:]
-    where = " < ".join(f"{f.name}@{os.path.basename(f.filename)}:{f.lineno}" for f in reversed(frames))
-    log.error("%s failed: %s at %s", what, exc.__class__.__name__, where or "?")
+    log_internal(log, what, exc)

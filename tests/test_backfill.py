@@ -11,9 +11,9 @@ from integration_core.backfill import backfill
 from integration_core.cli import main
 from integration_core.config import Config
 from integration_core.hub import Hub
+from integration_core.models import TaskStatus
 from integration_core.providers import ledger as ledger_mod
 from integration_core.scheduler import drain_until_idle
-from integration_core.tasks import TaskStatus
 from tests.workers.helpers import FAST, add_connection, invoice, tasks
 
 

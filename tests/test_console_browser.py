@@ -16,7 +16,7 @@ from integration_core import server
 from integration_core.config import Config
 from integration_core.hub import Hub
 from integration_core.models import Invoice
-from integration_core.tasks import find_task
+from integration_core.outbox import find_task
 from tests.browser import start_browser
 from tests.console_helpers import LIMITED_PASSWORD, PASSWORD, add_operators
 

@@ -16,9 +16,9 @@ from integration_core.console.operators import get_operator, set_operator
 from integration_core.console.sessions import Session, SessionCodec
 from integration_core.hub import Hub
 from integration_core.models import Invoice
+from integration_core.outbox import find_task
 from integration_core.providers.ledger import ledger
 from integration_core.store.schema import audit_log, console_operators
-from integration_core.tasks import find_task
 from tests.console_helpers import LIMITED_PASSWORD, PASSWORD, add_operators, csrf_of, login, post
 from tests.workers.helpers import add_connection, drain, invoice
 

@@ -27,9 +27,9 @@ def _request(body: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-d
                           body=body)
 
 
-def _deliver(hub: Hub, setup, body: bytes, headers: dict[str, str]) -> list[inbound.Outcome]:  # type: ignore[no-untyped-def]
+def _deliver(hub: Hub, setup, body: bytes, headers: dict[str, str]) -> list[inbound.EventOutcome]:  # type: ignore[no-untyped-def]
     provider = hub.provider("ledger")
-    events = provider.parse_event(connection=hub.context(setup.conn), request=_request(body, headers))
+    events = provider.parse_event(ctx=hub.context(setup.conn), request=_request(body, headers))
     return inbound.apply(hub, setup.conn, events)
 
 

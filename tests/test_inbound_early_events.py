@@ -8,9 +8,10 @@ from integration_core import inbound
 from integration_core.hookspecs import hookimpl
 from integration_core.hub import Hub
 from integration_core.models import WebhookRequest
-from integration_core.outbound import Outbound
-from integration_core.providers import faulty, ledger
+from integration_core.outbox import Outbound
+from integration_core.providers import ledger
 from integration_core.store.schema import inbox_events
+from tests.providers import faulty
 from tests.workers.helpers import FAST, add_connection, invoice
 
 
@@ -23,13 +24,13 @@ class CountingHost:
         self.payments.append((invoice_id, str(amount), payment_key))
 
 
-def deliver(hub: Hub, conn, body: bytes, headers: dict[str, str]) -> list[inbound.Outcome]:  # type: ignore[no-untyped-def]
+def deliver(hub: Hub, conn, body: bytes, headers: dict[str, str]) -> list[inbound.EventOutcome]:  # type: ignore[no-untyped-def]
     request = WebhookRequest(method="POST", path="/", query={}, headers={k.lower(): v for k, v in headers.items()},
                              body=body)
     ctx = hub.context(conn)
     provider = hub.provider(conn.provider)
-    assert provider.verify_webhook(connection=ctx, request=request)
-    return inbound.apply(hub, conn, provider.parse_event(connection=ctx, request=request))
+    assert provider.verify_webhook(ctx=ctx, request=request)
+    return inbound.apply(hub, conn, provider.parse_event(ctx=ctx, request=request))
 
 
 def test_payment_that_arrives_before_the_lost_push_is_adopted_is_applied_once(hub: Hub) -> None:

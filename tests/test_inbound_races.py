@@ -23,7 +23,7 @@ def test_racing_workers_apply_a_payment_once(hub: Hub, config: Config) -> None:
     event = InvoicePaid(dedupe_key="payment:P-1", remote_invoice_id=setup.remote_invoice, amount="120.00",
                         currency="USD", paid_on="2026-01-15")
     barrier = threading.Barrier(len(workers) * 2)
-    outcomes: list[inbound.Outcome] = []
+    outcomes: list[inbound.EventOutcome] = []
     errors: list[BaseException] = []
 
     def run(worker: Hub) -> None:

@@ -10,12 +10,11 @@ import sqlalchemy as sa
 
 from integration_core import audit, mapping
 from integration_core.hub import Hub
-from integration_core.models import ConnectionStatus, SyncSettings
-from integration_core.outbound import Outbound, Outcome, payload_hash
+from integration_core.models import ConnectionStatus, SyncSettings, TaskStatus
+from integration_core.outbox import Outbound, SubmitOutcome, find_task, payload_hash
 from integration_core.providers import ledger as ledger_mod
 from integration_core.store.db import is_postgres
 from integration_core.store.schema import connections, outbox_tasks, utcnow
-from integration_core.tasks import TaskStatus, find_task
 from tests.workers.helpers import FAST, add_connection, drain, invoice, tasks
 
 
@@ -48,8 +47,8 @@ def test_resubmit_same_snapshot_is_counted_not_duplicated(hub: Hub) -> None:
     a, _ = add_connection(hub)
     first = hub.submit_invoice("t1", "prod", invoice(1))
     second = hub.submit_invoice("t1", "prod", invoice(1))
-    assert first.for_connection(a.id).outcome == Outcome.QUEUED
-    assert second.for_connection(a.id).outcome == Outcome.UNCHANGED
+    assert first.for_connection(a.id).outcome == SubmitOutcome.QUEUED
+    assert second.for_connection(a.id).outcome == SubmitOutcome.UNCHANGED
     (task,) = tasks(hub)
     assert task.submissions == 2 and task.status == TaskStatus.PENDING
 
@@ -59,7 +58,7 @@ def test_changed_snapshot_replaces_pending_payload(hub: Hub) -> None:
     hub.submit_invoice("t1", "prod", invoice(1, amount="100.00"))
     changed = invoice(1, amount="120.00")
     result = hub.submit_invoice("t1", "prod", changed)
-    assert result.for_connection(a.id).outcome == Outcome.UPDATED
+    assert result.for_connection(a.id).outcome == SubmitOutcome.UPDATED
     (task,) = tasks(hub)
     assert task.payload_hash == payload_hash(changed.to_dict())
     assert task.payload["lines"][0]["amount"] == "120.00"
@@ -70,11 +69,11 @@ def test_changed_after_sync_is_audited_and_not_pushed_again(hub: Hub) -> None:
     hub.submit_invoice("t1", "prod", invoice(1))
     drain(hub)
     same = hub.submit_invoice("t1", "prod", invoice(1))
-    assert same.for_connection(a.id).outcome == Outcome.ALREADY_SYNCED
+    assert same.for_connection(a.id).outcome == SubmitOutcome.ALREADY_SYNCED
     assert not same.changed_after_sync
     changed = hub.submit_invoice("t1", "prod", invoice(1, amount="999.00"))
     outcome = changed.for_connection(a.id)
-    assert outcome.outcome == Outcome.ALREADY_SYNCED and outcome.changed
+    assert outcome.outcome == SubmitOutcome.ALREADY_SYNCED and outcome.changed
     assert changed.changed_after_sync == [outcome]
     drain(hub)
     assert len(ledger_mod.ledger(account).invoices_by_reference("inv-1")) == 1

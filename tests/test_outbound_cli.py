@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from integration_core.cli import main
 from integration_core.config import Config
 from integration_core.hub import Hub
-from integration_core.outbound import Outbound
-from integration_core.providers import faulty
+from integration_core.models import TaskStatus
+from integration_core.outbox import Outbound, find_task
 from integration_core.providers import ledger as ledger_mod
-from integration_core.tasks import TaskStatus, find_task
+from tests.providers import faulty
 from tests.workers.helpers import FAST, add_connection, drain, invoice
 
 

@@ -14,13 +14,13 @@ from integration_core import audit, mapping
 from integration_core.errors import TransientError
 from integration_core.hookspecs import hookimpl
 from integration_core.hub import Hub
-from integration_core.models import ConnectionStatus
-from integration_core.outbound import Outbound, resume_paused, retry_failed, retry_task, safe_error
-from integration_core.providers import faulty
+from integration_core.models import ConnectionStatus, TaskStatus
+from integration_core.outbox import Outbound, find_task, resume_paused, retry_failed, retry_task
 from integration_core.providers import ledger as ledger_mod
+from integration_core.redact import safe_error
 from integration_core.store.schema import connections, outbox_tasks, utcnow
-from integration_core.tasks import TaskStatus, find_task
 from integration_core.testing import wait_until
+from tests.providers import faulty
 from tests.workers.helpers import FAST, add_connection, drain, invoice, tasks
 
 
@@ -193,11 +193,11 @@ def _boom_provider(fail_times: int) -> types.ModuleType:
     state = {"left": fail_times}
 
     @hookimpl
-    def push_invoice(connection, invoice, remote_contact_id):  # type: ignore[no-untyped-def]
+    def push_invoice(ctx, invoice, remote_contact_id):  # type: ignore[no-untyped-def]
         if state["left"] > 0:
             state["left"] -= 1
             raise _Boom("socket closed; Authorization: Bearer sekrit-token access_token=abc123")
-        return ledger_mod.push_invoice(connection, invoice, remote_contact_id)
+        return ledger_mod.push_invoice(ctx, invoice, remote_contact_id)
 
     module = types.ModuleType("boomy")  # a plugin is any hashable namespace with @hookimpl functions
     for name in ("provider_info", "validate_settings", "rate_limit", "upsert_contact", "find_invoice"):

@@ -8,9 +8,9 @@ import pytest
 
 from integration_core import mapping
 from integration_core.hub import Hub
-from integration_core.outbound import Outbound
+from integration_core.models import TaskStatus
+from integration_core.outbox import Outbound, find_task
 from integration_core.scheduler import drain_until_idle
-from integration_core.tasks import TaskStatus, find_task
 from tests.workers.helpers import FAST, invoice, tasks
 from tests.workers.zoho import by_reference, zoho_connection
 

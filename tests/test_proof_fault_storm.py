@@ -28,10 +28,10 @@ from zoho_books.payloads import reference_for
 from integration_core import mapping
 from integration_core.config import Config
 from integration_core.hub import Hub
-from integration_core.outbound import Outbound
+from integration_core.models import TaskStatus
+from integration_core.outbox import Outbound, pending_work, task_history
 from integration_core.store.db import is_postgres
 from integration_core.store.schema import audit_log, outbox_tasks
-from integration_core.tasks import TaskStatus, pending_work, task_history
 from integration_core.testing import wait_until
 
 from .proof.storm import READ_TIMEOUT, STORM_RATES, STORM_SETTINGS, LatencyWindows

@@ -26,12 +26,11 @@ from integration_core import mapping
 from integration_core.config import Config
 from integration_core.errors import IntegrationError
 from integration_core.hub import Hub
-from integration_core.models import ConnectionStatus
-from integration_core.outbound import Outbound, OutboundSettings
+from integration_core.models import ConnectionStatus, TaskStatus
+from integration_core.outbox import Outbound, OutboundSettings
 from integration_core.server import running
 from integration_core.store.db import is_postgres
 from integration_core.store.schema import connections, metadata
-from integration_core.tasks import TaskStatus
 from integration_core.testing import wait_until
 from integration_core.vault import Vault, generate_key
 
@@ -171,7 +170,7 @@ def test_no_secret_in_clear_in_database_logs_responses_or_reprs(hub: Hub, config
     # At rest: the secrets column holds Fernet tokens only; the clear values are nowhere in the database.
     with hub.engine.connect() as db:
         stored = dict(db.execute(sa.select(connections.c.id, connections.c.secrets)).all())
-    assert hub.vault.decrypt(stored[conn.id])["client_secret"] == client_secret()  # stored, encrypted
+    assert hub.keys.vault.decrypt(stored[conn.id])["client_secret"] == client_secret()  # stored, encrypted
     places: dict[str, str | bytes] = {"rows": all_rows_text(hub)}
     if not is_postgres(hub.engine):
         path = Path(config.database_url.removeprefix("sqlite:///"))
@@ -181,7 +180,7 @@ def test_no_secret_in_clear_in_database_logs_responses_or_reprs(hub: Hub, config
         assert "file-wal" in places
     ctx = hub.context(conn)
     places["reprs"] = "\n".join([repr(hub), str(hub), repr(ctx), str(ctx), repr(ctx.secrets), str(ctx.secrets),
-                                 repr(hub.get_connection(conn.id)), repr(hub.list_connections()), repr(hub.vault),
+                                 repr(hub.get_connection(conn.id)), repr(hub.list_connections()), repr(hub.keys.vault),
                                  repr(hub.config), repr(hub.plugins)])
     places["responses"] = b"\n".join(bodies)
     places["errors"] = "\n".join(errors)
@@ -195,7 +194,7 @@ def test_disconnect_does_not_log_the_refresh_token(hub: Hub, zoho_emulator_facto
     emu = zoho_emulator_factory()
     conn = zoho_connection(hub, emu, tenant="t3", tag="t3")
     refresh_token = hub.context(conn).secrets["refresh_token"]
-    hub.provider("zoho_books").disconnect(connection=hub.context(conn))
+    hub.provider("zoho_books").disconnect(ctx=hub.context(conn))
     assert emu.oauth.refresh_tokens[refresh_token].revoked
     assert "refresh_token" not in hub.context(conn).secrets
     assert "urllib3.connectionpool DEBUG" in debug_log.text
@@ -207,15 +206,15 @@ def test_encryption_keys_are_not_in_the_config_repr(tmp_path: Path) -> None:
     config = Config(database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}", keys=(key,))
     assert key not in repr(config) and key not in str(config)
     hub = Hub(config)
-    assert key not in repr(hub) and key not in repr(hub.vault)
+    assert key not in repr(hub) and key not in repr(hub.keys.vault)
     hub.engine.dispose()
 
 
 def test_key_rotation_under_load_loses_nothing(hub: Hub, zoho_emulator_factory) -> None:  # type: ignore[no-untyped-def]
     emu = zoho_emulator_factory(rate_limit_per_minute=1_000_000, refresh_limit=10_000)
     conn = zoho_connection(hub, emu, settings={"rate_limit_per_minute": "1000000"})
-    old_keys = list(hub.vault._fernets)
-    assert hub.vault.key_count == 1 and old_keys
+    old_keys = list(hub.keys.vault._fernets)
+    assert hub.keys.vault.key_count == 1 and old_keys
     stop = threading.Event()
     failures: list[BaseException] = []
     pushed = [0]
@@ -241,12 +240,12 @@ def test_key_rotation_under_load_loses_nothing(hub: Hub, zoho_emulator_factory) 
         assert wait_until(lambda: pushed[0] >= 10 or bool(failures), timeout=60)
         new_key = generate_key()
         old_key_file_keys = [k for k in Path(hub.config.key_file).read_text().splitlines() if not k.startswith("#")]
-        hub.vault = Vault([new_key, *old_key_file_keys])  # step 1: the new key first, old ones still decrypt
+        hub.keys.vault = Vault([new_key, *old_key_file_keys])  # step 1: the new key first, old ones still decrypt
         assert hub.rotate_secrets() >= 1  # step 2: re-encrypt everything under the new key
         assert hub.secrets_readable_by_primary_key()
         mark = pushed[0]
         assert wait_until(lambda: pushed[0] >= mark + 10 or bool(failures), timeout=60)
-        hub.vault = Vault([new_key])  # step 3: drop the old key
+        hub.keys.vault = Vault([new_key])  # step 3: drop the old key
         mark = pushed[0]
         assert wait_until(lambda: pushed[0] >= mark + 10 or bool(failures), timeout=60)
     finally:

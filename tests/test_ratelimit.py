@@ -12,12 +12,11 @@ import sqlalchemy as sa
 
 from integration_core.hookspecs import hookimpl
 from integration_core.hub import Hub
-from integration_core.models import RateLimit
-from integration_core.outbound import Outbound
+from integration_core.models import RateLimit, TaskStatus
+from integration_core.outbox import Outbound
 from integration_core.providers import ledger as ledger_mod
 from integration_core.ratelimit import Budget, reserve, sliding_safe
 from integration_core.store.schema import connections, utcnow
-from integration_core.tasks import TaskStatus
 from tests.workers.helpers import FAST, add_connection, invoice, tasks
 
 
@@ -102,28 +101,28 @@ def _metered_provider(hub: Hub, limit: RateLimit, log: dict[Any, int]) -> types.
                 sa.select(connections.c.rate_window_start).where(connections.c.id == connection.id)
             ).scalar()
 
-    def counted(connection: Any, call: Any) -> Any:
-        book = ledger_mod.ledger(str(connection.settings["account"]))
+    def counted(ctx: Any, call: Any) -> Any:
+        book = ledger_mod.ledger(str(ctx.settings["account"]))
         before = sum(book.calls.values())
         try:
             return call()
         finally:
-            log[window(connection)] += sum(book.calls.values()) - before
+            log[window(ctx)] += sum(book.calls.values()) - before
 
     @hookimpl
-    def upsert_contact(connection: Any, customer: Any) -> Any:
-        return counted(connection, lambda: ledger_mod.upsert_contact(connection, customer))
+    def upsert_contact(ctx: Any, customer: Any) -> Any:
+        return counted(ctx, lambda: ledger_mod.upsert_contact(ctx, customer))
 
     @hookimpl
-    def push_invoice(connection: Any, invoice: Any, remote_contact_id: str) -> Any:
-        return counted(connection, lambda: ledger_mod.push_invoice(connection, invoice, remote_contact_id))
+    def push_invoice(ctx: Any, invoice: Any, remote_contact_id: str) -> Any:
+        return counted(ctx, lambda: ledger_mod.push_invoice(ctx, invoice, remote_contact_id))
 
     @hookimpl
-    def find_invoice(connection: Any, invoice: Any) -> Any:
-        return counted(connection, lambda: ledger_mod.find_invoice(connection, invoice))
+    def find_invoice(ctx: Any, invoice: Any) -> Any:
+        return counted(ctx, lambda: ledger_mod.find_invoice(ctx, invoice))
 
     @hookimpl
-    def rate_limit(connection: Any) -> RateLimit:
+    def rate_limit(ctx: Any) -> RateLimit:
         return limit
 
     module = types.ModuleType("metered")

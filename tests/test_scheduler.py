@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from integration_core.hub import Hub
-from integration_core.outbound import Outbound
-from integration_core.providers import faulty
+from integration_core.models import TaskStatus
+from integration_core.outbox import Outbound, pending_work
 from integration_core.providers import ledger as ledger_mod
 from integration_core.scheduler import Worker, drain_until_idle, start_scheduler
-from integration_core.tasks import TaskStatus, pending_work
 from integration_core.testing import wait_until
+from tests.providers import faulty
 from tests.workers.helpers import FAST, add_connection, invoice, tasks
 
 

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from integration_core import audit, mapping
 from integration_core.config import Config
 from integration_core.hub import Hub
+from integration_core.models import TaskStatus
+from integration_core.outbox import find_task
 from integration_core.store.schema import outbox_tasks
-from integration_core.tasks import TaskStatus, find_task
 from integration_core.testing import create_database, wait_until
 from tests.workers.helpers import invoice, tasks
 from tests.workers.zoho import by_reference, zoho_connection

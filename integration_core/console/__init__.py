@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from ..bootstrap import hub_from_env
 from .app import ConsoleApp, create_console
 from .http import StartResponse
 
@@ -44,15 +45,7 @@ def mount(app: Any, console: Any, prefix: str = PREFIX) -> Any:
 
 def app_from_env() -> ConsoleApp:
     """The console alone, from ``IC_*`` variables (host hooks from ``IC_HOST``, for event retries)."""
-    import os
-
-    from ..cli import hub_from_env
-    from ..webhooks import load_object
-
-    hub = hub_from_env()
-    if os.environ.get("IC_HOST"):
-        hub.plugins.set_host(load_object(os.environ["IC_HOST"]))
-    return ConsoleApp(hub)
+    return ConsoleApp(hub_from_env())
 
 
 _app: ConsoleApp | None = None

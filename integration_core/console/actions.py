@@ -7,7 +7,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from .. import inbound, outbox
 from ..errors import IntegrationError
+from ..models import TaskStatus
+from ..webhooks import callback_url
 from . import queries, views
 from .http import Response
 
@@ -19,12 +22,10 @@ log = logging.getLogger(__name__)
 
 def retry_task(ctx: Ctx, task_id: str) -> Response:
     """Retry one failed, dead or paused task (``integration-core tasks retry ID``)."""
-    from ..outbound import retry_task as retry
-
     if queries.get_task(ctx.hub.engine, ctx.tenant, int(task_id)) is None:
         return views.not_found(ctx, "task")
     try:
-        retry(ctx.hub, int(task_id))
+        outbox.retry_task(ctx.hub, int(task_id))
     except IntegrationError as exc:
         return views.task(ctx, task_id, status=409, error=str(exc))
     return Response.redirect(ctx.url(f"/tasks/{int(task_id)}", ok="retried"))
@@ -32,8 +33,6 @@ def retry_task(ctx: Ctx, task_id: str) -> Response:
 
 def retry_event(ctx: Ctx, event_id: str) -> Response:
     """Apply a failed inbox event again (``integration-core events retry ID``)."""
-    from .. import inbound
-
     if queries.get_event(ctx.hub.engine, ctx.tenant, int(event_id)) is None:
         return views.not_found(ctx, "event")
     try:
@@ -57,11 +56,10 @@ def connection_action(ctx: Ctx, connection_id: str, action: str) -> Response:
             hub.disable(row.id)
             return Response.redirect(ctx.url(f"/connections/{row.id}", ok="disabled"))
         if action == "retry-failed":
-            from ..outbound import retry_failed
-
-            retry_failed(hub, row.id)
-            return Response.redirect(ctx.url("/tasks", connection=row.id, status="pending", ok="retried_all"))
-        from ..webhooks import callback_url
+            outbox.retry_failed(hub, row.id)
+            return Response.redirect(
+                ctx.url("/tasks", connection=row.id, status=TaskStatus.PENDING, ok="retried_all")
+            )
 
         consent = hub.start_authorization(row.id, callback_url(hub.config.public_url))
         return views.connection(ctx, row.id, authorize_url=consent)

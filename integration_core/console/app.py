@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import jinja2
@@ -29,6 +29,9 @@ from . import actions, filters, views
 from .http import BadRequest, Request, Response, StartResponse
 from .operators import Operator, authenticate, session_operator
 from .sessions import DEFAULT_TTL_SECONDS, Session, SessionCodec, derive_keys
+
+if TYPE_CHECKING:
+    from ..hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ class ConsoleApp:
     """``ConsoleApp(hub)`` is a WSGI application; mount it anywhere (``integration-core serve`` puts it
     under ``/console``). Thread-safe."""
 
-    def __init__(self, hub: Any, *, session_ttl: int = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(self, hub: Hub, *, session_ttl: int = DEFAULT_TTL_SECONDS) -> None:
         self.hub = hub
         keys = load_keys(hub.config.keys, hub.config.key_file, create=False)
         self.codec = SessionCodec(derive_keys(keys), ttl=session_ttl)
@@ -234,7 +237,7 @@ def _safe_next(value: str | None) -> str | None:
     return value
 
 
-def create_console(hub: Any, **kwargs: Any) -> ConsoleApp:
+def create_console(hub: Hub, **kwargs: Any) -> ConsoleApp:
     return ConsoleApp(hub, **kwargs)
 
 

@@ -7,7 +7,9 @@ import sys
 
 import click
 
-from ..cli import hub_from_env, main
+from ..bootstrap import hub_from_env
+from ..cli.app import main
+from .operators import PASSWORD, TOKEN, list_operators, new_token, remove_operator, set_operator
 
 
 @main.group()
@@ -28,7 +30,6 @@ def operator() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 def operator_set(name: str, use_token: bool, tenant_id: str | None, one_time: bool, password_stdin: bool) -> None:
     """Create the login NAME, or give it a new password/token (its open sessions end)."""
-    from .operators import PASSWORD, TOKEN, new_token, set_operator
 
     if use_token and password_stdin:
         raise click.UsageError("--token generates the secret; --password-stdin does not go with it")
@@ -49,7 +50,6 @@ def operator_set(name: str, use_token: bool, tenant_id: str | None, one_time: bo
 @operator.command("list")
 def operator_list() -> None:
     """Logins, their kind, tenant limit and last sign-in (never a secret)."""
-    from .operators import list_operators
 
     rows = list_operators(hub_from_env().engine)
     if not rows:
@@ -66,7 +66,6 @@ def operator_list() -> None:
 @click.argument("name")
 def operator_remove(name: str) -> None:
     """Delete a login; its open sessions end at their next request."""
-    from .operators import remove_operator
 
     remove_operator(hub_from_env().engine, name)
     click.echo(f"removed console login {name}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..models import EventStatus, TaskStatus
 from ..store.db import is_postgres
 from ..store.schema import audit_log, connections, entity_mappings, inbox_events, outbox_tasks
 
@@ -18,8 +19,8 @@ t = outbox_tasks.c
 e = inbox_events.c
 
 PAGE_SIZE = 50
-TASK_STATUSES = ("pending", "in_flight", "done", "failed", "dead", "paused")
-EVENT_STATUSES = ("received", "applied", "ignored", "failed")
+TASK_STATUSES = tuple(TaskStatus)
+EVENT_STATUSES = tuple(EventStatus)
 # Every column but ``secrets``: what a page may show about a connection.
 CONNECTION_COLUMNS = [col for col in connections.c if col.name != "secrets"]
 _CONN_LABELS = [c.tenant_id.label("tenant_id"), c.environment_id.label("environment_id"),
@@ -49,8 +50,8 @@ def overview(engine: sa.Engine, tenant: str | None, now: dt.datetime) -> list[di
     """Per visible connection: invoices synced and failed over the last hour and day, tasks waiting and
     the oldest of them, webhooks received over the last day by outcome, the current rate window."""
     hour, day = now - dt.timedelta(hours=1), now - dt.timedelta(days=1)
-    done, failing = t.status == "done", t.status.in_(("failed", "dead"))
-    waiting = t.status.in_(("pending", "in_flight"))
+    done, failing = t.status == TaskStatus.DONE, t.status.in_((TaskStatus.FAILED, TaskStatus.DEAD))
+    waiting = t.status.in_((TaskStatus.PENDING, TaskStatus.IN_FLIGHT))
 
     def count(cond: Any) -> Any:
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
@@ -122,7 +123,7 @@ def hourly(engine: sa.Engine, tenant: str | None, now: dt.datetime, hours: int =
     failed = _scoped(
         sa.select(bucket(t.updated_at).label("h"), sa.func.count().label("n"))
         .join(connections, c.id == t.connection_id)
-        .where(t.status.in_(("failed", "dead")), t.updated_at >= start).group_by(sa.text("1")),
+        .where(t.status.in_((TaskStatus.FAILED, TaskStatus.DEAD)), t.updated_at >= start).group_by(sa.text("1")),
         tenant,
     )
     with engine.connect() as db:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrationError
 from ..store.schema import utcnow
+from ..webhooks import webhook_url
 from . import queries
 from .http import Response
 
@@ -81,7 +82,6 @@ def connection(ctx: Ctx, connection_id: str, *, status: int = 200, error: str | 
     row = queries.get_connection(ctx.hub.engine, ctx.tenant, connection_id)
     if row is None:
         return not_found(ctx, "connection")
-    from ..webhooks import webhook_url
 
     fields: list[dict[str, Any]] = []
     oauth = False

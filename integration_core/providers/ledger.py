@@ -172,8 +172,8 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _ledger_of(connection: ProviderContext) -> Ledger:
-    return ledger(str(connection.settings["account"]))
+def _ledger_of(ctx: ProviderContext) -> Ledger:
+    return ledger(str(ctx.settings["account"]))
 
 
 # --- hooks -----------------------------------------------------------------------------------------
@@ -202,24 +202,24 @@ def validate_settings(values: dict[str, str]) -> dict[str, str]:
 
 
 @hookimpl
-def rate_limit(connection: ProviderContext) -> RateLimit:
-    return RateLimit(requests=int(connection.settings.get("rate_limit", 10_000)), per_seconds=60, concurrency=4)
+def rate_limit(ctx: ProviderContext) -> RateLimit:
+    return RateLimit(requests=int(ctx.settings.get("rate_limit", 10_000)), per_seconds=60, concurrency=4)
 
 
 @hookimpl
-def authorization_url(connection: ProviderContext, redirect_uri: str, state: str) -> str | None:
+def authorization_url(ctx: ProviderContext, redirect_uri: str, state: str) -> str | None:
     return None
 
 
 @hookimpl
-def connect(connection: ProviderContext) -> ConnectResult:
-    book = _ledger_of(connection)
+def connect(ctx: ProviderContext) -> ConnectResult:
+    book = _ledger_of(ctx)
     return ConnectResult(account_name=book.name, base_currency=book.base_currency)
 
 
 @hookimpl
-def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
-    book = _ledger_of(connection)
+def upsert_contact(ctx: ProviderContext, customer: Customer) -> str:
+    book = _ledger_of(ctx)
     found = book.find_contact(customer.email)
     if found is not None:
         return found.id
@@ -227,27 +227,27 @@ def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
 
 
 @hookimpl
-def push_invoice(connection: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
-    record = _ledger_of(connection).create_invoice(invoice, remote_contact_id)
+def push_invoice(ctx: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
+    record = _ledger_of(ctx).create_invoice(invoice, remote_contact_id)
     return RemoteInvoice(remote_id=record.id, remote_number=record.number)
 
 
 @hookimpl
-def find_invoice(connection: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
-    record = _ledger_of(connection).find_invoice(invoice.id)
+def find_invoice(ctx: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
+    record = _ledger_of(ctx).find_invoice(invoice.id)
     return None if record is None else RemoteInvoice(remote_id=record.id, remote_number=record.number, adopted=True)
 
 
 @hookimpl
-def void_remote_invoice(connection: ProviderContext, remote_invoice_id: str) -> None:
-    book = _ledger_of(connection)
+def void_remote_invoice(ctx: ProviderContext, remote_invoice_id: str) -> None:
+    book = _ledger_of(ctx)
     with book._lock:
         book.invoices[remote_invoice_id].status = "void"
 
 
 @hookimpl
-def verify_webhook(connection: ProviderContext, request: WebhookRequest) -> bool:
-    secret = connection.secrets.get("webhook_secret")
+def verify_webhook(ctx: ProviderContext, request: WebhookRequest) -> bool:
+    secret = ctx.secrets.get("webhook_secret")
     given = request.header(SIGNATURE_HEADER)
     if not secret or not given:
         return False
@@ -255,7 +255,7 @@ def verify_webhook(connection: ProviderContext, request: WebhookRequest) -> bool
 
 
 @hookimpl
-def parse_event(connection: ProviderContext, request: WebhookRequest) -> list[Event]:
+def parse_event(ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
     try:
         doc = json.loads(request.body)
         kind, data = doc["type"], doc["data"]

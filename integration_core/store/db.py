@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -44,8 +44,19 @@ def create_engine_for(url: str, **kwargs: Any) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
-def is_postgres(engine: sa.Engine) -> bool:
+def is_postgres(engine: sa.Engine | sa.Connection) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+SelectT = TypeVar("SelectT", bound=sa.Select[Any])
+
+
+def lock_rows(db: sa.Engine | sa.Connection, query: SelectT, *, skip_locked: bool = False) -> SelectT:
+    """``query`` with ``FOR UPDATE`` on PostgreSQL (optionally ``SKIP LOCKED``). On SQLite every write
+    transaction starts with ``BEGIN IMMEDIATE`` and so already holds the one database lock."""
+    if is_postgres(db):
+        return query.with_for_update(skip_locked=skip_locked)
+    return query
 
 
 def alembic_config(engine: sa.Engine) -> AlembicConfig:

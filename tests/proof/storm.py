@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from integration_core.outbound import OutboundSettings
+from integration_core.outbox import OutboundSettings
 
 # Tiny backoffs so a storm drains in seconds; short leases so a dead worker's work is taken over quickly.
 # max_attempts is raised so that no task can exhaust its attempts on bad luck alone (the storm is random).

@@ -10,7 +10,7 @@ import time
 
 from integration_core.config import Config
 from integration_core.hub import Hub
-from integration_core.outbound import Outbound
+from integration_core.outbox import Outbound
 
 from .storm import STORM_SETTINGS
 

@@ -92,7 +92,7 @@ def push_host_invoices(hub: Hub, host: Any, tenant: str, env: str, count: int, *
                        prefix: str = "") -> list[Invoice]:
     """Create ``count`` invoices in the host's billing store, submit them and push them (no faults) until idle:
     each then has a remote invoice and an invoice mapping, as if synced from our side."""
-    from integration_core.outbound import Outbound, OutboundSettings
+    from integration_core.outbox import Outbound, OutboundSettings
 
     store = host.store
     people = [store.add_customer(tenant, env, f"Host {prefix}{tenant}-{env} {i:03d}",
@@ -111,7 +111,7 @@ def drain(hub: Hub, outbound: Any, timeout: float = 60.0) -> None:
     """Tick until no pending or in-flight task is left on an active connection."""
     import time
 
-    from integration_core.tasks import pending_work
+    from integration_core.outbox import pending_work
 
     deadline = time.monotonic() + timeout
     while pending_work(hub):

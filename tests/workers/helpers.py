@@ -9,9 +9,8 @@ import sqlalchemy as sa
 
 from integration_core.hub import Hub
 from integration_core.models import Connection, Invoice
-from integration_core.outbound import Outbound, OutboundSettings, TickStats
+from integration_core.outbox import Outbound, OutboundSettings, TickStats, pending_work
 from integration_core.store.schema import outbox_tasks
-from integration_core.tasks import pending_work
 
 FAST = OutboundSettings(
     backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, park_seconds=0.2, max_attempts=8, batch_size=50

@@ -36,67 +36,67 @@ def validate_settings(values: dict[str, str]) -> dict[str, str]:
 
 
 @hookimpl
-def rate_limit(connection: ProviderContext) -> RateLimit:
+def rate_limit(ctx: ProviderContext) -> RateLimit:
     """500 requests a minute and 10 in flight per company (QUICKBOOKS.md §3), unless the settings say less."""
     try:
-        cfg = config.validate_settings(connection.settings, need_credentials=False)
+        cfg = config.validate_settings(ctx.settings, need_credentials=False)
     except ConfigurationError:
         return RateLimit(500, 60, 10)
     return RateLimit(cfg.rate_limit_per_minute, 60, cfg.rate_limit_concurrency)
 
 
 @hookimpl
-def authorization_url(connection: ProviderContext, redirect_uri: str, state: str) -> str | None:
-    return oauth.authorization_url(connection, redirect_uri, state)
+def authorization_url(ctx: ProviderContext, redirect_uri: str, state: str) -> str | None:
+    return oauth.authorization_url(ctx, redirect_uri, state)
 
 
 @hookimpl
-def complete_authorization(connection: ProviderContext, code: str, redirect_uri: str, params: dict[str, str]) -> None:
-    oauth.complete_authorization(connection, code, redirect_uri, params)
+def complete_authorization(ctx: ProviderContext, code: str, redirect_uri: str, params: dict[str, str]) -> None:
+    oauth.complete_authorization(ctx, code, redirect_uri, params)
 
 
 @hookimpl
-def connect(connection: ProviderContext) -> ConnectResult:
-    return operations.connect(connection)
+def connect(ctx: ProviderContext) -> ConnectResult:
+    return operations.connect(ctx)
 
 
 @hookimpl
-def disconnect(connection: ProviderContext) -> None:
-    oauth.revoke(connection)
+def disconnect(ctx: ProviderContext) -> None:
+    oauth.revoke(ctx)
 
 
 @hookimpl
-def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
-    return operations.upsert_contact(connection, customer)
+def upsert_contact(ctx: ProviderContext, customer: Customer) -> str:
+    return operations.upsert_contact(ctx, customer)
 
 
 @hookimpl
-def push_invoice(connection: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
-    return operations.push_invoice(connection, invoice, remote_contact_id)
+def push_invoice(ctx: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
+    return operations.push_invoice(ctx, invoice, remote_contact_id)
 
 
 @hookimpl
-def find_invoice(connection: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
-    return operations.find_invoice(connection, invoice)
+def find_invoice(ctx: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
+    return operations.find_invoice(ctx, invoice)
 
 
 @hookimpl
-def void_remote_invoice(connection: ProviderContext, remote_invoice_id: str) -> None:
-    operations.void_remote_invoice(connection, remote_invoice_id)
+def void_remote_invoice(ctx: ProviderContext, remote_invoice_id: str) -> None:
+    operations.void_remote_invoice(ctx, remote_invoice_id)
 
 
 @hookimpl
-def verify_webhook(connection: ProviderContext, request: WebhookRequest) -> bool:
-    return webhooks.verify(connection.secrets.get("webhook_verifier_token"), request)
+def verify_webhook(ctx: ProviderContext, request: WebhookRequest) -> bool:
+    return webhooks.verify(ctx.secrets.get("webhook_verifier_token"), request)
 
 
 @hookimpl
-def parse_event(connection: ProviderContext, request: WebhookRequest) -> list[Event]:
+def parse_event(ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
     """Until the core fetches thin events through the outbox, the entities are fetched here."""
     notifications = webhooks.parse_notifications(request.body)
     if not notifications:
         raise WebhookRejected("QuickBooks webhook without events")
-    return inbound.events_for(connection, notifications)
+    return inbound.events_for(ctx, notifications)
 
 
 @hookimpl

@@ -12,10 +12,9 @@ from qbo_helpers import CLIENT_ID, CLIENT_SECRET, authorize, qbo_connection
 from quickbooks import operations
 
 from integration_core.errors import AuthError, PermanentError
-from integration_core.models import ConnectionStatus, Customer, Invoice
-from integration_core.outbound import OutboundSettings
+from integration_core.models import ConnectionStatus, Customer, Invoice, TaskStatus
+from integration_core.outbox import OutboundSettings, find_task
 from integration_core.scheduler import drain_until_idle
-from integration_core.tasks import TaskStatus, find_task
 
 FAST = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, park_seconds=0.2, max_attempts=8,
                         batch_size=50)
@@ -255,7 +254,7 @@ def test_rate_limit_hook() -> None:
     class Ctx:
         settings = {"client_id": "x", "environment": "sandbox", "rate_limit_per_minute": "300"}
 
-    limit = plugin.rate_limit(connection=Ctx())
+    limit = plugin.rate_limit(ctx=Ctx())
     assert (limit.requests, limit.per_seconds, limit.concurrency) == (300, 60, 10)
 
 

@@ -14,9 +14,8 @@ from qbo_helpers import qbo_connection
 
 from integration_core import mapping
 from integration_core.hub import Hub
-from integration_core.models import Invoice
-from integration_core.outbound import Outbound
-from integration_core.tasks import TaskStatus, pending_work
+from integration_core.models import Invoice, TaskStatus
+from integration_core.outbox import Outbound, pending_work
 from tests.proof.storm import READ_TIMEOUT, STORM_RATES, STORM_SETTINGS, LatencyWindows
 from tests.proof.zoho import mappings, task_counts, zoho_connection
 

@@ -22,7 +22,7 @@ from quickbooks import inbound, webhooks
 from integration_core import inbound as core_inbound
 from integration_core.hub import Hub
 from integration_core.models import InvoicePaid, WebhookRequest
-from integration_core.outbound import OutboundSettings
+from integration_core.outbox import OutboundSettings
 from integration_core.scheduler import drain_until_idle
 from integration_core.server import RunningServer, running
 from integration_core.store.schema import inbox_events

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from conftest import Zoho
 from zoho_books import plugin
 from zoho_books.payloads import reference_for
 
+from conftest import Zoho
 from integration_core.errors import PermanentError, TransientError
 from integration_core.models import Customer, Invoice, RemoteInvoice
 from integration_core.plugins import Plugins
@@ -206,8 +206,8 @@ def test_void_remote_invoice(zoho: Zoho) -> None:
 
 def test_hooks_through_the_plugin_manager(zoho: Zoho) -> None:
     provider = Plugins().provider("zoho_books")
-    result = provider.connect(connection=zoho.context())
+    result = provider.connect(ctx=zoho.context())
     assert result.base_currency == "USD"
-    contact = provider.upsert_contact(connection=zoho.context(), customer=customer())
-    remote = provider.push_invoice(connection=zoho.context(), invoice=invoice(), remote_contact_id=contact)
-    assert provider.find_invoice(connection=zoho.context(), invoice=invoice()).remote_id == remote.remote_id
+    contact = provider.upsert_contact(ctx=zoho.context(), customer=customer())
+    remote = provider.push_invoice(ctx=zoho.context(), invoice=invoice(), remote_contact_id=contact)
+    assert provider.find_invoice(ctx=zoho.context(), invoice=invoice()).remote_id == remote.remote_id

@@ -1,4 +1,4 @@
-"""A fault-injecting ledger: the same in-memory remote as ``ledger``, with failures on demand.
+"""A test provider: a fault-injecting ledger, the same in-memory remote as ``ledger``, with failures on demand.
 
 Queue faults per account with :func:`inject` (``"transient"``, ``"rate_limited"``, ``"auth"``,
 ``"permanent"``, ``"lost"``: the write is committed and then the response is "lost"), or set a seeded
@@ -13,11 +13,20 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..context import ProviderContext
-from ..errors import AuthError, PermanentError, RateLimitedError, TransientError
-from ..hookspecs import hookimpl
-from ..models import ConnectResult, Customer, Event, Invoice, ProviderInfo, RateLimit, RemoteInvoice, WebhookRequest
-from . import ledger as _ledger
+from integration_core.context import ProviderContext
+from integration_core.errors import AuthError, PermanentError, RateLimitedError, TransientError
+from integration_core.hookspecs import hookimpl
+from integration_core.models import (
+    ConnectResult,
+    Customer,
+    Event,
+    Invoice,
+    ProviderInfo,
+    RateLimit,
+    RemoteInvoice,
+    WebhookRequest,
+)
+from integration_core.providers import ledger as _ledger
 
 T = TypeVar("T")
 FAULT_KINDS = ("transient", "rate_limited", "auth", "permanent", "lost")
@@ -69,8 +78,8 @@ def _next_fault(account: str, op: str) -> str | None:
     return None
 
 
-def _call(connection: ProviderContext, op: str, action: Callable[[], T]) -> T:
-    fault = _next_fault(str(connection.settings["account"]), op)
+def _call(ctx: ProviderContext, op: str, action: Callable[[], T]) -> T:
+    fault = _next_fault(str(ctx.settings["account"]), op)
     if fault == "transient":
         raise TransientError(f"injected transient failure in {op}", code=503)
     if fault == "rate_limited":
@@ -97,48 +106,48 @@ def validate_settings(values: dict[str, str]) -> dict[str, str]:
 
 
 @hookimpl
-def rate_limit(connection: ProviderContext) -> RateLimit:
-    return _ledger.rate_limit(connection)
+def rate_limit(ctx: ProviderContext) -> RateLimit:
+    return _ledger.rate_limit(ctx)
 
 
 @hookimpl
-def authorization_url(connection: ProviderContext, redirect_uri: str, state: str) -> str | None:
+def authorization_url(ctx: ProviderContext, redirect_uri: str, state: str) -> str | None:
     return None
 
 
 @hookimpl
-def connect(connection: ProviderContext) -> ConnectResult:
-    return _call(connection, "connect", lambda: _ledger.connect(connection))
+def connect(ctx: ProviderContext) -> ConnectResult:
+    return _call(ctx, "connect", lambda: _ledger.connect(ctx))
 
 
 @hookimpl
-def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
-    return _call(connection, "upsert_contact", lambda: _ledger.upsert_contact(connection, customer))
+def upsert_contact(ctx: ProviderContext, customer: Customer) -> str:
+    return _call(ctx, "upsert_contact", lambda: _ledger.upsert_contact(ctx, customer))
 
 
 @hookimpl
-def push_invoice(connection: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
-    return _call(connection, "push_invoice", lambda: _ledger.push_invoice(connection, invoice, remote_contact_id))
+def push_invoice(ctx: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
+    return _call(ctx, "push_invoice", lambda: _ledger.push_invoice(ctx, invoice, remote_contact_id))
 
 
 @hookimpl
-def find_invoice(connection: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
-    return _call(connection, "find_invoice", lambda: _ledger.find_invoice(connection, invoice))
+def find_invoice(ctx: ProviderContext, invoice: Invoice) -> RemoteInvoice | None:
+    return _call(ctx, "find_invoice", lambda: _ledger.find_invoice(ctx, invoice))
 
 
 @hookimpl
-def void_remote_invoice(connection: ProviderContext, remote_invoice_id: str) -> None:
-    _call(connection, "void_remote_invoice", lambda: _ledger.void_remote_invoice(connection, remote_invoice_id))
+def void_remote_invoice(ctx: ProviderContext, remote_invoice_id: str) -> None:
+    _call(ctx, "void_remote_invoice", lambda: _ledger.void_remote_invoice(ctx, remote_invoice_id))
 
 
 @hookimpl
-def verify_webhook(connection: ProviderContext, request: WebhookRequest) -> bool:
-    return _ledger.verify_webhook(connection, request)
+def verify_webhook(ctx: ProviderContext, request: WebhookRequest) -> bool:
+    return _ledger.verify_webhook(ctx, request)
 
 
 @hookimpl
-def parse_event(connection: ProviderContext, request: WebhookRequest) -> list[Event]:
-    return _ledger.parse_event(connection, request)
+def parse_event(ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
+    return _ledger.parse_event(ctx, request)
 
 
 def __getattr__(name: str) -> Any:  # pragma: no cover - convenience for tests: faulty.ledger(...)

@@ -5,21 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import click
 
-from .cli import hub_from_env, main
-from .tasks import TaskStatus
+from ..backfill import backfill as run_backfill
+from ..bootstrap import hub_from_env
+from ..models import TaskStatus
+from ..outbox import connection_summaries, get_task, list_tasks, retry_failed, retry_task, task_history
+from ..scheduler import run_worker
+from .app import main
 
-STATUSES = [
-    TaskStatus.PENDING,
-    TaskStatus.IN_FLIGHT,
-    TaskStatus.DONE,
-    TaskStatus.FAILED,
-    TaskStatus.DEAD,
-    TaskStatus.PAUSED,
-]
+STATUSES = [s.value for s in TaskStatus]
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -48,7 +46,6 @@ def tasks() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def tasks_list(status: str | None, connection_id: str | None, limit: int, as_json: bool) -> None:
     """The newest tasks first."""
-    from .tasks import list_tasks
 
     rows = list_tasks(hub_from_env(), status=status, connection_id=connection_id, limit=limit)
     if as_json:
@@ -90,7 +87,6 @@ def _task_dict(t: Any) -> dict[str, Any]:
 @click.argument("task_id", type=int)
 def tasks_show(task_id: int) -> None:
     """A task's invoice summary, attempts, last error and full history."""
-    from .tasks import get_task, task_history
 
     hub = hub_from_env()
     t = get_task(hub, task_id)
@@ -113,7 +109,6 @@ def tasks_show(task_id: int) -> None:
 
 
 def _decimal(value: Any) -> Any:
-    from decimal import Decimal, InvalidOperation
 
     try:
         return Decimal(str(value))
@@ -130,7 +125,6 @@ def tasks_retry(task_id: int | None, all_failed: bool, connection_id: str | None
 
     The next attempt looks the invoice up at the provider before creating it.
     """
-    from .outbound import retry_failed, retry_task
 
     if (task_id is None) == (not all_failed):
         raise click.UsageError("give a TASK_ID or --all-failed (not both)")
@@ -152,7 +146,6 @@ def tasks_retry(task_id: int | None, all_failed: bool, connection_id: str | None
 @click.option("--json", "as_json", is_flag=True)
 def status_cmd(as_json: bool) -> None:
     """One row per connection: task counts by status, last error, last success."""
-    from .tasks import connection_summaries
 
     rows = connection_summaries(hub_from_env())
     if as_json:
@@ -203,7 +196,6 @@ def worker_cmd(threads: int) -> None:
     IC_OUTBOUND_MAX_CONNECTIONS, IC_OUTBOUND_LEASE_SECONDS, IC_OUTBOUND_MAX_ATTEMPTS,
     IC_OUTBOUND_BACKOFF_BASE, IC_OUTBOUND_BACKOFF_CAP.
     """
-    from .scheduler import run_worker
 
     run_worker(hub=hub_from_env(), threads=threads)
 
@@ -227,7 +219,6 @@ def invoices_backfill(path: str, tenant_id: str, environment_id: str, quiet: boo
     Already queued or synced invoices are not queued again. Bad lines are listed with their number and
     reason; the others are still queued. Exit status 1 when any line was bad.
     """
-    from .backfill import backfill as run_backfill
 
     hub = hub_from_env()
     if path == "-":

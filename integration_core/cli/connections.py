@@ -1,81 +1,19 @@
-"""The ``integration-core`` command line. Secrets come from prompts, stdin or ``IC_SECRET_*`` variables,
+"""Creating and inspecting connections. Secrets come from prompts, stdin or ``IC_SECRET_*`` variables,
 never from arguments (which end up in shell history and ``ps``)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from typing import Any
 
 import click
 
-from .config import Config
-from .errors import IntegrationError
-from .models import SyncSettings
-
-
-def hub_from_env() -> Any:
-    from .hub import Hub
-
-    return Hub(Config.from_env())
-
-
-class _Group(click.Group):
-    """Turns the core's typed errors into one clear line and exit status 1, not a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except IntegrationError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=_Group)
-@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
-def main(verbose: bool) -> None:
-    """Keep accounting systems in step with your billing platform."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-
-
-# --- db ---------------------------------------------------------------------------------------------
-
-
-@main.group()
-def db() -> None:
-    """Database schema."""
-
-
-@db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
-def db_upgrade(revision: str) -> None:
-    """Create or migrate the schema (Alembic)."""
-    from .store import create_engine_for, upgrade
-    from .store.db import current_revision
-
-    cfg = Config.from_env()
-    engine = create_engine_for(cfg.database_url)
-    upgrade(engine, revision)
-    click.echo(f"database at revision {current_revision(engine)}")
-
-
-# --- providers --------------------------------------------------------------------------------------
-
-
-@main.command("providers")
-def providers_cmd() -> None:
-    """List installed providers (found through the ``integration_core.providers`` entry points)."""
-    from .plugins import Plugins
-
-    plugins = Plugins()
-    for name in plugins.provider_names():
-        info = plugins.provider(name).provider_info()
-        title = info.title if info else "(no provider_info)"
-        click.echo(f"{name}\t{plugins.version(name)}\t{title}")
-
+from ..bootstrap import hub_from_env
+from ..models import SyncSettings
+from ..plugins import Plugins
+from .app import main
 
 # --- connections ------------------------------------------------------------------------------------
 
@@ -98,8 +36,6 @@ def _read_secret(name: str, help_text: str, use_stdin: bool) -> str:
 
 
 def _collect_values(provider: str, given: tuple[str, ...], use_stdin: bool, *, only_given: bool = False) -> dict:
-    from .plugins import Plugins
-
     info = Plugins().provider(provider).provider_info()
     fields = {f.name: f for f in info.fields}
     values: dict[str, str] = {}
@@ -272,80 +208,3 @@ def connections_check(connection_id: str) -> None:
     """Call the provider and report the account found (name, base currency)."""
     result = hub_from_env().check_connection(connection_id)
     click.echo(f"ok: {result.account_name} (base currency {result.base_currency})")
-
-
-# --- keys -------------------------------------------------------------------------------------------
-
-
-@main.group()
-def keys() -> None:
-    """Encryption keys of the secrets at rest."""
-
-
-@keys.command("rotate")
-def keys_rotate() -> None:
-    """Put a new key first and re-encrypt every stored secret.
-
-    With a key file, a new key is generated and prepended. With IC_KEYS, put the new key first in
-    IC_KEYS yourself (``integration-core keys generate``), then run this.
-    """
-    from .vault import generate_key, load_keys, read_key_file, write_key_file
-
-    cfg = Config.from_env()
-    current: list[str] = []
-    if not cfg.keys:
-        current = load_keys((), cfg.key_file, create=False)
-        write_key_file(cfg.key_file, [generate_key(), *current])
-    try:
-        hub = hub_from_env()
-        count = hub.rotate_secrets()  # one transaction: every secret or none
-    except BaseException:
-        if current:
-            write_key_file(cfg.key_file, current)  # leave the key file as it was
-        raise
-    total = len(cfg.keys) if cfg.keys else len(read_key_file(cfg.key_file))
-    click.echo(f"re-encrypted {count} connection(s) under the first of {total} key(s)")
-    click.echo("when every worker runs with the new key list, drop the old keys with: integration-core keys prune")
-
-
-@keys.command("prune")
-def keys_prune() -> None:
-    """Drop every key but the first, after checking each stored secret is readable with the first alone."""
-    from .vault import read_key_file, write_key_file
-
-    cfg = Config.from_env()
-    hub = hub_from_env()
-    if not hub.secrets_readable_by_primary_key():
-        raise click.ClickException("some secrets are not yet encrypted under the first key: run keys rotate first")
-    if cfg.keys:
-        click.echo("all secrets use the first key: remove the other keys from IC_KEYS")
-        return
-    current = read_key_file(cfg.key_file)
-    write_key_file(cfg.key_file, current[:1])
-    click.echo(f"dropped {len(current) - 1} old key(s)")
-
-
-@keys.command("generate")
-def keys_generate() -> None:
-    """Print a new key (for IC_KEYS)."""
-    from .vault import generate_key
-
-    click.echo(generate_key())
-
-
-def _load_extensions() -> None:
-    """Commands of the core's other modules, then those contributed by plugins."""
-    import importlib
-
-    for module in ("integration_core.cli_outbound", "integration_core.cli_inbound", "integration_core.console.cli"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    from .plugins import Plugins
-
-    Plugins().register_commands(main)
-
-
-_load_extensions()

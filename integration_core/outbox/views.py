@@ -1,32 +1,23 @@
-"""What an operator (or a host) reads about the outbox: task states, one task, lists, per-connection
-summaries. Read-only; the state changes live in :mod:`integration_core.outbound`."""
+"""What an operator (or a host) reads about the outbox: one task, lists, per-connection summaries.
+Read-only; the state changes live beside it in :mod:`.submit`, :mod:`.drain` and :mod:`.ops`."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
 
-from . import audit
-from .errors import NotFoundError
-from .mapping import INVOICE
-from .models import ConnectionStatus
-from .store.schema import connections, outbox_tasks
+from .. import audit
+from ..errors import NotFoundError
+from ..mapping import INVOICE
+from ..models import ConnectionStatus, TaskStatus
+from ..store.schema import connections, outbox_tasks
 
-
-class TaskStatus:
-    """The states of an outbox task (see docs/architecture.md for the transitions)."""
-
-
-    PENDING = "pending"
-    IN_FLIGHT = "in_flight"
-    DONE = "done"
-    FAILED = "failed"
-    DEAD = "dead"
-    PAUSED = "paused"
+if TYPE_CHECKING:
+    from ..hub import Hub
 
 
 # --- queries --------------------------------------------------------------------------------------------
@@ -38,7 +29,7 @@ class TaskInfo:
     connection_id: str
     entity_type: str
     local_id: str
-    status: str
+    status: TaskStatus
     attempts: int
     submissions: int
     uncertain: bool
@@ -57,7 +48,7 @@ def _task_info(row: Any) -> TaskInfo:
         connection_id=row.connection_id,
         entity_type=row.entity_type,
         local_id=row.local_id,
-        status=row.status,
+        status=TaskStatus(row.status),
         attempts=row.attempts,
         submissions=row.submissions,
         uncertain=bool(row.uncertain),
@@ -71,7 +62,7 @@ def _task_info(row: Any) -> TaskInfo:
     )
 
 
-def get_task(hub: Any, task_id: int) -> TaskInfo:
+def get_task(hub: Hub, task_id: int) -> TaskInfo:
     with hub.engine.connect() as db:
         row = db.execute(sa.select(outbox_tasks).where(outbox_tasks.c.id == task_id)).first()
     if row is None:
@@ -79,7 +70,7 @@ def get_task(hub: Any, task_id: int) -> TaskInfo:
     return _task_info(row)
 
 
-def find_task(hub: Any, connection_id: str, local_id: str, entity_type: str = INVOICE) -> TaskInfo | None:
+def find_task(hub: Hub, connection_id: str, local_id: str, entity_type: str = INVOICE) -> TaskInfo | None:
     t = outbox_tasks.c
     with hub.engine.connect() as db:
         row = db.execute(
@@ -91,7 +82,7 @@ def find_task(hub: Any, connection_id: str, local_id: str, entity_type: str = IN
 
 
 def list_tasks(
-    hub: Any, *, status: str | None = None, connection_id: str | None = None, limit: int = 100
+    hub: Hub, *, status: str | None = None, connection_id: str | None = None, limit: int = 100
 ) -> list[TaskInfo]:
     t = outbox_tasks.c
     query = sa.select(outbox_tasks).order_by(t.id.desc()).limit(limit)
@@ -103,7 +94,7 @@ def list_tasks(
         return [_task_info(r) for r in db.execute(query)]
 
 
-def task_history(hub: Any, task_id: int) -> list[Any]:
+def task_history(hub: Hub, task_id: int) -> list[Any]:
     with hub.engine.connect() as db:
         return audit.history(db, "task", task_id)
 
@@ -122,7 +113,7 @@ class ConnectionSummary:
     last_success_at: dt.datetime | None
 
 
-def connection_summaries(hub: Any) -> list[ConnectionSummary]:
+def connection_summaries(hub: Hub) -> list[ConnectionSummary]:
     """Task counts per status for every connection (an operator view; reads the whole outbox index)."""
     c = connections.c
     t = outbox_tasks.c
@@ -150,7 +141,7 @@ def connection_summaries(hub: Any) -> list[ConnectionSummary]:
     ]
 
 
-def pending_work(hub: Any) -> int:
+def pending_work(hub: Hub) -> int:
     """Tasks still to push on active connections (pending or in flight): 0 means idle."""
     t = outbox_tasks.c
     c = connections.c

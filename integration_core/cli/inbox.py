@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import click
 
-from .cli import connections, hub_from_env, main
+from .. import inbound
+from ..bootstrap import HOST_ENV, hub_from_env
+from ..hub import Hub
+from ..models import EventStatus
+from ..server import serve
+from ..webhooks import webhook_url
+from .app import main
+from .connections import connections
 
 
-def _hub_with_host(host_app: str | None) -> Any:
+def _hub_with_host(host_app: str | None) -> Hub:
     """A Hub from ``IC_*``; host hooks from ``--host-app``/``IC_HOST`` (``module:attr``) when given."""
-    from .webhooks import load_object
-
-    hub = hub_from_env()
-    spec = host_app or os.environ.get("IC_HOST")
-    if spec:
-        try:
-            hub.plugins.set_host(load_object(spec))
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise click.ClickException(f"cannot load host application {spec!r}: {exc}") from None
-    return hub
+    try:
+        return hub_from_env(host_app)
+    except (ImportError, AttributeError, ValueError) as exc:
+        spec = host_app or os.environ.get(HOST_ENV)
+        raise click.ClickException(f"cannot load host application {spec!r}: {exc}") from None
 
 
 # --- events -----------------------------------------------------------------------------------------
@@ -35,12 +36,11 @@ def events() -> None:
 
 @events.command("list")
 @click.option("--connection", "connection_id", help="Only this connection's events.")
-@click.option("--status", type=click.Choice(["received", "applied", "ignored", "failed"]))
+@click.option("--status", type=click.Choice([s.value for s in EventStatus]))
 @click.option("--limit", default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def events_list(connection_id: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """Newest first: id, status, kind, deliveries, dedupe key, reason."""
-    from . import inbound
 
     rows = inbound.list_events(hub_from_env(), connection_id=connection_id, status=status, limit=limit)
     if as_json:
@@ -55,7 +55,6 @@ def events_list(connection_id: str | None, status: str | None, limit: int, as_js
 @click.argument("event_id", type=int)
 def events_show(event_id: int) -> None:
     """Payload, status, reason, deliveries and the audit history of one event."""
-    from . import inbound
 
     click.echo(json.dumps(inbound.get_event(hub_from_env(), event_id), indent=2))
 
@@ -65,7 +64,6 @@ def events_show(event_id: int) -> None:
 @click.option("--host-app", help="Host hooks as module:attribute (default: IC_HOST).")
 def events_retry(event_id: int, host_app: str | None) -> None:
     """Apply a failed event again (after fixing the host); applied or ignored events are left alone."""
-    from . import inbound
 
     outcome = inbound.retry(_hub_with_host(host_app), event_id)
     if outcome.duplicate:
@@ -73,7 +71,7 @@ def events_retry(event_id: int, host_app: str | None) -> None:
         return
     suffix = f": {outcome.reason}" if outcome.reason else ""
     click.echo(f"event {event_id} {outcome.status}{suffix}")
-    if outcome.status == "failed":
+    if outcome.status == EventStatus.FAILED:
         raise SystemExit(1)
 
 
@@ -84,7 +82,6 @@ def events_retry(event_id: int, host_app: str | None) -> None:
 @click.argument("connection_id")
 def connections_webhook_url(connection_id: str) -> None:
     """The URL to enter in the provider's webhook settings (base from IC_PUBLIC_URL)."""
-    from .webhooks import webhook_url
 
     hub = hub_from_env()
     conn = hub.get_connection(connection_id)
@@ -103,8 +100,6 @@ def connections_webhook_url(connection_id: str) -> None:
 def serve_cmd(bind_host: str, port: int, host_app: str | None, no_scheduler: bool, no_console: bool) -> None:
     """Run the webhook dispatcher, the OAuth callback, the operator console (/console) and the outbound
     scheduler until interrupted."""
-    from .server import serve
-
     hub = _hub_with_host(host_app)
     console = "" if no_console else f", console at http://{bind_host}:{port}/console/"
     click.echo(f"serving on http://{bind_host}:{port} (public URL {hub.config.public_url}){console}", err=True)

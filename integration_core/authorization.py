@@ -1,0 +1,67 @@
+"""OAuth: the account owner grants access, the provider's callback completes the connection.
+
+A single-use ``state`` (stored with the redirect URI, valid for 15 minutes) ties each callback to the
+connection that started it, so a callback can neither be replayed nor aimed at another connection.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from . import audit
+from .errors import ConfigurationError, IntegrationError
+from .models import Connection, ConnectionStatus
+from .outbox.ops import resume_paused
+from .store.schema import oauth_states, utcnow
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+STATE_TTL_SECONDS = 15 * 60
+
+
+def start(hub: Hub, connection_id: str, redirect_uri: str) -> str:
+    """The URL to send the account owner to, with a new single-use state."""
+    conn = hub.get_connection(connection_id)
+    state = secrets.token_urlsafe(24)
+    url = hub.provider(conn.provider).authorization_url(ctx=hub.context(conn), redirect_uri=redirect_uri, state=state)
+    if url is None:
+        raise ConfigurationError(f"provider {conn.provider} needs no authorization")
+    with hub.engine.begin() as db:
+        db.execute(
+            oauth_states.insert().values(
+                state=state, connection_id=connection_id, redirect_uri=redirect_uri, created_at=utcnow()
+            )
+        )
+        audit.record(db, "connection", connection_id, "authorization_started", connection_id=connection_id)
+    return url
+
+
+def complete(hub: Hub, state: str, code: str, params: Mapping[str, str] | None = None) -> Connection:
+    """Consume ``state``, exchange ``code`` through the provider, check the grant: the connection is active."""
+    with hub.engine.begin() as db:
+        row = db.execute(sa.select(oauth_states).where(oauth_states.c.state == state)).first()
+        if row is None:
+            raise ConfigurationError("unknown or already used authorization state")
+        db.execute(oauth_states.delete().where(oauth_states.c.state == state))
+    age = (utcnow() - row.created_at).total_seconds()
+    if age > STATE_TTL_SECONDS:
+        raise ConfigurationError("the authorization request expired; start it again")
+    conn = hub.get_connection(row.connection_id)
+    ctx = hub.context(conn)
+    provider = hub.provider(conn.provider)
+    try:
+        provider.complete_authorization(ctx=ctx, code=code, redirect_uri=row.redirect_uri, params=dict(params or {}))
+        result = provider.connect(ctx=ctx)
+    except IntegrationError as exc:
+        hub.set_status(conn.id, ConnectionStatus.PENDING_AUTH, f"authorization failed: {exc}")
+        raise
+    with hub.engine.begin() as db:
+        hub.set_status(conn.id, ConnectionStatus.ACTIVE, db=db)
+        audit.record(db, "connection", conn.id, "authorized", result.account_name, connection_id=conn.id)
+    resume_paused(hub, conn.id)
+    return hub.get_connection(conn.id)

@@ -1,0 +1,20 @@
+"""The ``integration-core`` command line: the core's commands, then those contributed by plugins.
+
+* :mod:`.app`: the root group and error handling;
+* :mod:`.admin`: ``db``, ``providers``, ``keys``;
+* :mod:`.connections`: ``connections ...``;
+* :mod:`.outbox`: ``tasks``, ``status``, ``worker``, ``invoices backfill``;
+* :mod:`.inbox`: ``events``, ``connections webhook-url``, ``serve``;
+* :mod:`integration_core.console.cli`: ``console operator ...``.
+"""
+
+from __future__ import annotations
+
+from ..console import cli as console_cli
+from ..plugins import Plugins
+from . import admin, connections, inbox, outbox
+from .app import main
+
+__all__ = ["admin", "connections", "console_cli", "inbox", "main", "outbox"]
+
+Plugins().register_commands(main)

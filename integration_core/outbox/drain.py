@@ -1,0 +1,431 @@
+"""Draining: claim connections with due work, push each due invoice exactly once.
+
+Exactly-once rests on three things:
+
+* one task per ``(connection, "invoice", invoice id)`` (see :mod:`.submit`);
+* a task is marked ``in_flight`` and committed *before* the provider is called, so any crash leaves a
+  visible trace, and every later attempt (or an ``uncertain`` one) looks the invoice up by its stable
+  reference before creating it;
+* the remote id is linked in the mapping table in the same transaction that marks the task done.
+
+Connections are the unit of scheduling: a tick claims a few due connections with a lease
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so its cost follows the due work, never the number of
+connections.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import sqlalchemy as sa
+
+from .. import inbound, mapping
+from ..context import ProviderContext
+from ..errors import AuthError, PermanentError, RateLimitedError, TransientError
+from ..models import Connection, ConnectionStatus, Invoice, RateLimit, RemoteInvoice, TaskStatus
+from ..plugins import ProviderHooks
+from ..ratelimit import Budget
+from ..redact import safe_error
+from ..store.db import lock_rows
+from ..store.schema import connections, outbox_tasks, utcnow
+from .finish import TaskTransitions
+from .schedule import pause_all, recompute_due, resume_all, task_audit
+from .settings import OutboundSettings, TickStats, default_worker_id
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class _StopBatch(Exception):
+    def __init__(self, not_before: dt.datetime | None = None, *, park: bool = False) -> None:
+        self.not_before = not_before
+        self.park = park  # the connection cannot push any more (credentials refused)
+
+
+class Outbound(TaskTransitions):
+    """One worker's drain loop. Safe to run in many processes on one PostgreSQL database."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        worker_id: str | None = None,
+        settings: OutboundSettings | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.hub = hub
+        self.engine: sa.Engine = hub.engine
+        self.worker_id = worker_id or default_worker_id()
+        self.settings = settings or OutboundSettings()
+        self.rng = rng or random.Random()
+
+    # --- claiming ---------------------------------------------------------------------------------
+
+    def claim(self, max_connections: int) -> list[str]:
+        """Lease up to ``max_connections`` due connections, earliest ``next_due_at`` first."""
+        now = utcnow()
+        c = connections.c
+        query = (
+            sa.select(c.id)
+            .where(c.next_due_at <= now, sa.or_(c.lease_owner.is_(None), c.lease_until < now))
+            .order_by(c.next_due_at)
+            .limit(max_connections)
+        )
+        with self.engine.begin() as db:
+            ids = list(db.execute(lock_rows(db, query, skip_locked=True)).scalars())
+            if ids:
+                db.execute(
+                    connections.update()
+                    .where(c.id.in_(ids))
+                    .values(lease_owner=self.worker_id, lease_until=now + self._lease())
+                )
+        return ids
+
+    def _lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.lease_seconds)
+
+    def _renew(self, db: sa.Connection, connection_id: str, now: dt.datetime) -> bool:
+        c = connections.c
+        result = db.execute(
+            connections.update()
+            .where(c.id == connection_id, c.lease_owner == self.worker_id)
+            .values(lease_until=now + self._lease())
+        )
+        return result.rowcount == 1
+
+    def release(self, connection_id: str, *, not_before: dt.datetime | None = None) -> None:
+        """Recompute when the connection is next due and give its lease back."""
+        c = connections.c
+        with self.engine.begin() as db:
+            owner = db.execute(sa.select(c.lease_owner).where(c.id == connection_id)).scalar_one_or_none()
+            if owner != self.worker_id:
+                return  # the lease expired and another worker owns the connection now
+            due = recompute_due(db, connection_id, not_before=not_before)
+            if due is not None and due < utcnow():
+                # Round robin: after a batch this connection queues behind those that waited longer.
+                db.execute(connections.update().where(c.id == connection_id).values(next_due_at=utcnow()))
+            db.execute(
+                connections.update()
+                .where(c.id == connection_id, c.lease_owner == self.worker_id)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    # --- the tick ---------------------------------------------------------------------------------
+
+    def tick(self, max_connections: int | None = None, batch_size: int | None = None) -> TickStats:
+        """Claim due connections and push a bounded batch of each one's due tasks."""
+        stats = TickStats()
+        ids = self.claim(max_connections or self.settings.max_connections)
+        stats.claimed = len(ids)
+        for connection_id in ids:
+            try:
+                stats.add(self.drain_connection(connection_id, batch_size or self.settings.batch_size))
+            except Exception:
+                log.exception("draining connection %s failed; its lease will expire", connection_id)
+        return stats
+
+    def drain_connection(self, connection_id: str, batch_size: int) -> TickStats:
+        """Process up to ``batch_size`` due tasks of a connection this worker has leased."""
+        stats = TickStats()
+        now = utcnow()
+        with self.engine.begin() as db:
+            if not self._renew(db, connection_id, now):
+                return stats
+            row = db.execute(sa.select(connections).where(connections.c.id == connection_id)).first()
+        if row is None:
+            return stats
+        if row.status != ConnectionStatus.ACTIVE:
+            self._park(connection_id, row.status, stats)
+            return stats
+        if row.next_due_at is not None and row.next_due_at > now:
+            self.release(connection_id)  # woken later by a retry schedule: nothing due yet
+            return stats
+        not_before: dt.datetime | None = None
+        park = False
+        budget: Budget | None = None
+        try:
+            # Tasks paused by an auth failure resume once the connection is active again, even when
+            # whoever re-activated it did not call resume_paused().
+            with self.engine.begin() as db:
+                stats.resumed += resume_all(db, connection_id, utcnow())
+            ctx = self.hub.context(connection_id)
+            conn = ctx.record
+            provider = self.hub.provider(conn.provider)
+            budget = Budget(
+                self.engine, connection_id, _rate_limit(provider, ctx), self.settings.rate_chunk,
+                min_requests=sum(self.settings.call_costs.values()),
+            )
+            for task_id in self._due_tasks(connection_id, batch_size, utcnow()):
+                self._process(conn, ctx, provider, budget, task_id, stats)
+        except _StopBatch as stop:
+            not_before, park = stop.not_before, stop.park
+        finally:
+            if budget is not None:
+                budget.refund()
+            if park:
+                self._park(connection_id, ConnectionStatus.NEEDS_REAUTH, stats)
+            else:
+                self.release(connection_id, not_before=not_before)
+        return stats
+
+    def _due_tasks(self, connection_id: str, batch_size: int, now: dt.datetime) -> list[int]:
+        t = outbox_tasks.c
+        with self.engine.connect() as db:
+            pending = db.execute(
+                sa.select(t.id)
+                .where(t.connection_id == connection_id, t.status == TaskStatus.PENDING, t.next_attempt_at <= now)
+                .order_by(t.next_attempt_at, t.id)
+                .limit(batch_size)
+            ).scalars()
+            orphaned = db.execute(
+                sa.select(t.id)
+                .where(t.connection_id == connection_id, t.status == TaskStatus.IN_FLIGHT, t.lease_until < now)
+                .order_by(t.lease_until, t.id)
+                .limit(batch_size)
+            ).scalars()
+            # Orphans (a worker died mid-push) first: they are the oldest work and need the lookup.
+            return (list(orphaned) + list(pending))[:batch_size]
+
+    def _park(self, connection_id: str, status: str, stats: TickStats) -> None:
+        """A connection that cannot push (disabled, needs re-authorization): pause, re-check later.
+
+        Parking, rather than clearing ``next_due_at``, means a connection re-activated by any code path
+        is picked up again within ``park_seconds`` (``resume_paused`` makes it immediate).
+        """
+        now = utcnow()
+        c = connections.c
+        with self.engine.begin() as db:
+            if status == ConnectionStatus.NEEDS_REAUTH:
+                stats.paused += pause_all(db, connection_id, "connection needs re-authorization")
+            db.execute(
+                connections.update()
+                .where(c.id == connection_id, c.lease_owner == self.worker_id)
+                .values(
+                    next_due_at=now + dt.timedelta(seconds=self.settings.park_seconds),
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+        stats.parked += 1
+
+    # --- one task ---------------------------------------------------------------------------------
+
+    def _start(self, task_id: int, connection_id: str) -> Any:
+        """Mark the task in flight and COMMIT before any provider call: a crash after this is visible."""
+        now = utcnow()
+        t = outbox_tasks.c
+        with self.engine.begin() as db:
+            row = db.execute(sa.select(outbox_tasks).where(t.id == task_id)).first()
+            if row is None:
+                return None
+            orphan = row.status == TaskStatus.IN_FLIGHT
+            result = db.execute(
+                outbox_tasks.update()
+                .where(
+                    t.id == task_id,
+                    sa.or_(
+                        t.status == TaskStatus.PENDING,
+                        sa.and_(t.status == TaskStatus.IN_FLIGHT, t.lease_until < now),
+                    ),
+                )
+                .values(
+                    status=TaskStatus.IN_FLIGHT,
+                    attempts=t.attempts + 1,
+                    lease_owner=self.worker_id,
+                    lease_until=now + self._lease(),
+                    uncertain=True if orphan else t.uncertain,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            if not self._renew(db, connection_id, now):
+                raise _StopBatch()  # lost the connection lease: the transaction rolls back
+            detail = f"attempt {row.attempts + 1} by {self.worker_id}"
+            if orphan:
+                detail += f"; previous attempt by {row.lease_owner} abandoned (lease expired), outcome uncertain"
+            task_audit(db, task_id, connection_id, "in_flight", detail)
+            return db.execute(sa.select(outbox_tasks).where(t.id == task_id)).first()
+
+    def _cost(self, name: str) -> int:
+        return self.settings.call_costs.get(name, 1)
+
+    def _process(
+        self,
+        conn: Connection,
+        ctx: ProviderContext,
+        provider: ProviderHooks,
+        budget: Budget,
+        task_id: int,
+        stats: TickStats,
+    ) -> None:
+        task = self._start(task_id, conn.id)
+        if task is None:
+            return
+        stats.attempted += 1
+        try:
+            invoice = Invoice.from_dict(task.payload)
+        except (KeyError, TypeError, ValueError) as exc:  # the stored payload itself is bad: retrying cannot help
+            self._fail(task, f"bad invoice payload: {safe_error(exc)}", stats)
+            return
+        try:
+            remote = self._push(conn, ctx, provider, budget, task, invoice)
+        except _RateWindowFull as full:
+            self._requeue(task, full.retry_at, "rate window full", count_attempt=False)
+            stats.rate_limited += 1
+            raise _StopBatch(full.retry_at) from None
+        except RateLimitedError as exc:
+            wait = exc.retry_after if exc.retry_after is not None else _window(budget.limit)
+            until = utcnow() + dt.timedelta(seconds=max(wait, 0.0))
+            self._requeue(task, until, safe_error(exc), count_attempt=exc.uncertain, uncertain=exc.uncertain)
+            stats.rate_limited += 1
+            raise _StopBatch(until) from None
+        except TransientError as exc:
+            self._retry_or_die(task, safe_error(exc), exc.uncertain, stats, retry_after=exc.retry_after)
+            raise _StopBatch() from None
+        except AuthError as exc:
+            self._auth_failed(task, safe_error(exc), stats)
+            raise _StopBatch(park=True) from None
+        except (PermanentError, mapping.MappingConflict) as exc:
+            self._fail(task, getattr(exc, "message", None) or str(exc), stats)
+            return
+        except Exception as exc:
+            # Unknown failure: we cannot tell whether the remote applied the write, so look up first.
+            log.warning("task %s: unexpected %s", task.id, type(exc).__name__)
+            self._retry_or_die(task, safe_error(exc), True, stats)
+            raise _StopBatch() from None
+        if self._complete(task, remote):
+            stats.done += 1
+            stats.adopted += int(remote.adopted)
+
+    def _push(
+        self,
+        conn: Connection,
+        ctx: ProviderContext,
+        provider: ProviderHooks,
+        budget: Budget,
+        task: Any,
+        invoice: Invoice,
+    ) -> RemoteInvoice:
+        with self.engine.connect() as db:
+            existing = mapping.remote_id(db, conn.id, mapping.INVOICE, invoice.id)
+            contact_id = mapping.remote_id(db, conn.id, mapping.CUSTOMER, invoice.customer.id)
+        if existing is not None:  # linked already (e.g. an earlier attempt committed it): nothing to call
+            return RemoteInvoice(remote_id=existing, adopted=True)
+        lookup = task.attempts > 1 or task.uncertain
+        # The whole task's calls are reserved at once: a task never stops half-way for the rate window,
+        # so a small window cannot livelock on the first call of every task.
+        cost = self._cost("push_invoice") + (self._cost("find_invoice") if lookup else 0)
+        cost += self._cost("upsert_contact") if contact_id is None else 0
+        if not budget.take(cost):
+            raise _RateWindowFull(budget.retry_at)
+        made_before = ctx.requests_made
+        try:
+            if lookup:
+                found = provider.find_invoice(ctx=ctx, invoice=invoice)
+                if found is not None:
+                    return attrs.evolve(found, adopted=True)
+            if contact_id is None:
+                contact_id = provider.upsert_contact(ctx=ctx, customer=invoice.customer)
+                if not contact_id:
+                    raise PermanentError("the provider returned no contact id")
+                self._link_contact(conn.id, invoice.customer.id, str(contact_id), task.id)
+            remote = provider.push_invoice(ctx=ctx, invoice=invoice, remote_contact_id=str(contact_id))
+        finally:
+            # A provider that reports its requests gets the unused part of the worst case back.
+            if ctx.metered:
+                budget.settle(cost, ctx.requests_made - made_before)
+        if remote is None or not remote.remote_id:
+            raise TransientError("the provider returned no invoice id", uncertain=True)
+        return remote
+
+    def _link_contact(self, connection_id: str, local: str, remote: str, task_id: int) -> None:
+        with self.engine.begin() as db:
+            try:
+                mapping.link(db, connection_id, mapping.CUSTOMER, local, remote)
+            except mapping.MappingConflict as exc:
+                # Two host customers sharing one e-mail match one remote contact: push with it, unlinked.
+                task_audit(db, task_id, connection_id, "contact_not_linked", str(exc))
+
+    def _complete(self, task: Any, remote: RemoteInvoice) -> bool:
+        """Link the invoice, mark the task done and the connection successful: one transaction."""
+        now = utcnow()
+        t = outbox_tasks.c
+        try:
+            with self.engine.begin() as db:
+                result = db.execute(
+                    outbox_tasks.update()
+                    .where(t.id == task.id, t.status == TaskStatus.IN_FLIGHT, t.lease_owner == self.worker_id)
+                    .values(
+                        status=TaskStatus.DONE,
+                        remote_id=remote.remote_id,
+                        last_error=None,
+                        lease_owner=None,
+                        lease_until=None,
+                        completed_at=now,
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount != 1:
+                    raise _LeaseLost()
+                mapping.link(db, task.connection_id, mapping.INVOICE, task.local_id, remote.remote_id)
+                db.execute(
+                    connections.update()
+                    .where(connections.c.id == task.connection_id)
+                    .values(last_success_at=now)
+                )
+                how = "adopted existing" if remote.adopted else "created"
+                number = f" ({remote.remote_number})" if remote.remote_number else ""
+                task_audit(db, task.id, task.connection_id, "done", f"{how} remote {remote.remote_id}{number}")
+            self._apply_waiting_events(task.connection_id, remote.remote_id)
+            return True
+        except _LeaseLost:
+            with self.engine.begin() as db:
+                # Another worker took the task over; make sure whoever runs it next looks it up first.
+                db.execute(outbox_tasks.update().where(t.id == task.id).values(uncertain=True))
+                task_audit(
+                    db, task.id, task.connection_id, "late_result",
+                    f"remote {remote.remote_id} returned after this worker's lease expired",
+                )
+            return False
+        except mapping.MappingConflict as exc:
+            self._fail(task, str(exc), TickStats())
+            return False
+
+    def _apply_waiting_events(self, connection_id: str, remote_id: str) -> None:
+        """Webhooks that arrived before this invoice was linked are applied now (see inbound.apply_waiting)."""
+        try:
+            applied = inbound.apply_waiting(self.hub, connection_id, remote_id)
+        except Exception as exc:  # the push itself is done; the events stay visible in the inbox
+            log.warning("applying waiting events for remote %s failed: %s", remote_id, type(exc).__name__)
+            return
+        if applied:
+            log.info("applied %d event(s) that arrived before remote invoice %s was linked", len(applied), remote_id)
+
+
+
+class _RateWindowFull(Exception):
+    def __init__(self, retry_at: dt.datetime | None) -> None:
+        self.retry_at = retry_at
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+def _rate_limit(provider: ProviderHooks, ctx: ProviderContext) -> RateLimit | None:
+    try:
+        return provider.rate_limit(ctx=ctx)
+    except Exception as exc:  # a provider without the hook, or a broken one: no limit known
+        log.warning("rate_limit hook failed: %s", type(exc).__name__)
+        return None
+
+
+def _window(limit: RateLimit | None) -> float:
+    return float(limit.per_seconds) if limit is not None else 60.0
