@@ -74,7 +74,8 @@ class Hub:
         return self.plugins.provider(name)
 
     def provider_info(self, name: str) -> ProviderInfo:
-        return self.provider(name).provider_info()
+        info: ProviderInfo = self.provider(name).provider_info()
+        return info
 
     # --- connections -----------------------------------------------------------------------------
 
@@ -361,7 +362,8 @@ class Hub:
     def check_connection(self, connection_id: str) -> ConnectResult:
         """Ask the provider to verify the connection (``connect`` hook) and return what it found."""
         conn = self.get_connection(connection_id)
-        return self.provider(conn.provider).connect(ctx=self.context(conn))
+        result: ConnectResult = self.provider(conn.provider).connect(ctx=self.context(conn))
+        return result
 
     # --- OAuth (integration_core.authorization) ---------------------------------------------------
 

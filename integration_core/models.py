@@ -39,9 +39,13 @@ def _currency(value: Any) -> str:
     return code
 
 
-def _nonempty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+def _nonempty(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{attribute.name} must be a non-empty string")
+
+
+def _email(value: Any) -> str | None:
+    return str(value).strip().lower() if value else None
 
 
 @attrs.frozen
@@ -50,7 +54,7 @@ class Customer:
 
     id: str = attrs.field(validator=_nonempty)
     name: str = attrs.field(validator=_nonempty)
-    email: str | None = attrs.field(default=None, converter=lambda v: (v or None) and str(v).strip().lower())
+    email: str | None = attrs.field(default=None, converter=_email)
     company_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -305,4 +309,5 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 def event_from_dict(data: Mapping[str, Any]) -> Event:
     cls = EVENT_TYPES[data["kind"]]
-    return cls(**{k: v for k, v in data.items() if k != "kind"})
+    event: Event = cls(**{k: v for k, v in data.items() if k != "kind"})
+    return event
