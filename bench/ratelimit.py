@@ -12,10 +12,10 @@ import time
 import types
 
 from integration_core import mapping
-from integration_core.hookspecs import hookimpl
+from integration_core.hookspecs import PROVIDER_HOOKS, hookimpl
 from integration_core.models import RateLimit
 from integration_core.outbox import Outbound, OutboundSettings
-from integration_core.plugins import PROVIDER_HOOKS, Plugins
+from integration_core.plugins import Plugins
 
 from .common import Row, customer, invoice, make_hub, org_requests, run_for, start_emulator, temp_dir, zoho_connection
 

@@ -24,7 +24,7 @@ def run(hub: Any, billing: Any, checks: Any, environment: str, public_url: str, 
     """Run the QuickBooks tenant's part; returns (the emulator, to stop at the end; the company id)."""
     from quickbooks.emulator import Emulator
 
-    from integration_core import tasks as outbox
+    from integration_core import outbox
 
     emulator = Emulator().start()
     callback = public_url + "/v1/oauth/callback"

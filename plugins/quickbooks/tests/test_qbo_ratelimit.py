@@ -16,11 +16,11 @@ from pathlib import Path
 from qbo_helpers import qbo_connection
 
 from integration_core.config import Config
-from integration_core.hookspecs import hookimpl
+from integration_core.hookspecs import PROVIDER_HOOKS, hookimpl
 from integration_core.hub import Hub
 from integration_core.models import Customer, Invoice, RateLimit
-from integration_core.outbound import Outbound, OutboundSettings
-from integration_core.plugins import PROVIDER_HOOKS, Plugins
+from integration_core.outbox import Outbound, OutboundSettings
+from integration_core.plugins import Plugins
 
 LIMIT, WINDOW, IN_FLIGHT = 15, 1.5, 1
 
@@ -33,7 +33,7 @@ def scaled_quickbooks() -> Plugins:
         setattr(provider, name, getattr(real, name))
 
     @hookimpl
-    def rate_limit(connection: object) -> RateLimit:
+    def rate_limit(ctx: object) -> RateLimit:
         return RateLimit(LIMIT, WINDOW, IN_FLIGHT)
 
     provider.rate_limit = rate_limit
