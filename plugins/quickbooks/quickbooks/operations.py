@@ -134,11 +134,12 @@ def _create_customer(client: QBClient, customer: Customer, name: str, currency: 
     return str(created["Id"])
 
 
-def _adoptable(record: dict[str, Any], customer: Customer, currency: str | None) -> bool:
+def _adoptable(record: dict[str, Any], customer: Customer, currency: str) -> bool:
+    """Active, in the wanted currency (§5: one per customer), and not someone else's by email."""
     email = _email(record)
     if record.get("Active") is False:
         return False
-    if currency and str((record.get("CurrencyRef") or {}).get("value") or "").upper() not in ("", currency):
+    if str((record.get("CurrencyRef") or {}).get("value") or "").upper() not in ("", currency):
         return False
     return email is None or email == customer.email
 
@@ -161,9 +162,11 @@ def upsert_contact(ctx: ProviderContext, customer: Customer) -> str:
 
 
 def _upsert(client: QBClient, customer: Customer, currency: str | None) -> str:
+    """``currency`` ``None``: the home currency (the customer is created without a CurrencyRef)."""
+    wanted = currency or company_facts(client)["home_currency"]
     if customer.email and queryable(customer.email):
         matches = [c for c in _customers_where(client, f"PrimaryEmailAddr = {quote(customer.email)}")
-                   if _email(c) == customer.email and _adoptable(c, customer, currency)]
+                   if _email(c) == customer.email and _adoptable(c, customer, wanted)]
         named = [c for c in matches if str(c.get("DisplayName") or "").lower() in
                  {n.lower() for n in _name_variants(customer, currency)}]
         if named or len(matches) == 1:
@@ -173,7 +176,7 @@ def _upsert(client: QBClient, customer: Customer, currency: str | None) -> str:
         if created:
             return created
         holder = find_customer_by_name(client, name)
-        if holder is not None and _adoptable(holder, customer, currency):
+        if holder is not None and _adoptable(holder, customer, wanted):
             log.info("quickbooks: adopting customer %s for customer %s", holder["Id"], customer.id)
             return str(holder["Id"])
     raise PermanentError(f"QuickBooks already has other customers, vendors or employees named {customer.name!r} "

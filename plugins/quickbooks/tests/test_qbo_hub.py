@@ -261,9 +261,11 @@ def test_rate_limit_hook() -> None:
 def test_customer_hook_directly_with_unqueryable_name(ic_hub, qbo_emulator) -> None:
     conn, realm = qbo_connection(ic_hub, qbo_emulator)
     ctx = ic_hub.context(conn.id)
-    curly = Customer(id="c-9", name="Zoë\u2019s Shop")
-    first = operations.upsert_contact(ctx, curly)
-    second = operations.upsert_contact(ctx, curly)  # name clash → found again through a LIKE pattern
+    first = operations.upsert_contact(ctx, Customer(id="c-9", name="Zoë\u2019s Shop"))
+    # another host customer of that name (a different create, so no requestid replay): the name clash is
+    # resolved by a LIKE lookup, since the typographic apostrophe cannot appear in a query
+    second = operations.upsert_contact(ctx, Customer(id="c-10", name="Zoë\u2019s Shop"))
     assert first == second and len(qbo_emulator.customers(realm)) == 1
+    assert qbo_emulator.request_counts(realm)["GET /query"] >= 1
     with pytest.raises(PermanentError):
         operations.push_invoice(ctx, invoice(5, currency="EUR"), first)
