@@ -24,6 +24,7 @@ pytest.importorskip("zoho_books")
 pytest.importorskip("selenium")
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.workers.zoho import WEBHOOK_SECRET, zoho_connection
 
@@ -79,6 +80,16 @@ def world(tmp_path: Path, zoho_emulator: Any) -> Iterator[dict[str, Any]]:
     hub.engine.dispose()
 
 
+def shows(b: Any, element_id: str | None, text: str, timeout: float = 15.0) -> None:
+    """Wait until the element (by id; the page's h1 when None) contains ``text``: a click's page load
+    may still be under way when click() returns."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    locator = (By.ID, element_id) if element_id else (By.TAG_NAME, "h1")
+    WebDriverWait(b, timeout).until(ec.text_to_be_present_in_element(locator, text))
+
+
 def sign_in(browser: Any, base: str, name: str, secret: str) -> None:
     browser.delete_all_cookies()
     browser.get(base + "/")
@@ -86,20 +97,23 @@ def sign_in(browser: Any, base: str, name: str, secret: str) -> None:
     browser.find_element(By.ID, "name").send_keys(name)
     browser.find_element(By.ID, "secret").send_keys(secret)
     browser.find_element(By.ID, "sign-in").click()
-    wait_until(lambda: "/login" not in browser.current_url, 10, "the sign-in")
+    WebDriverWait(browser, 15).until(lambda d: "/login" not in d.current_url and d.find_elements(By.ID, "logout"))
 
 
 def test_find_the_failed_gbp_invoice_fix_it_and_retry(world: dict[str, Any]) -> None:
     b, base, hub, emulator, org = world["browser"], world["base"], world["hub"], world["emulator"], world["org"]
     sign_in(b, base, "admin", PASSWORD)
-    assert b.find_element(By.TAG_NAME, "h1").text == "Overview"
+    shows(b, None, "Overview")
     # From the overview's "failed now" count to the outbox filtered by failed tasks of the connection.
     b.find_element(By.LINK_TEXT, "Outbox").click()
+    shows(b, None, "Outbox")
     b.find_element(By.CSS_SELECTOR, "select[name=status] option[value=failed]").click()
     b.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    WebDriverWait(b, 15).until(lambda d: "status=failed" in d.current_url)
     rows = b.find_elements(By.CSS_SELECTOR, "#tasks tr")[1:]
     assert len(rows) == 1 and "H-0042" in rows[0].text
     rows[0].find_element(By.CSS_SELECTOR, "a").click()
+    shows(b, "last-error", "GBP")
     error = b.find_element(By.ID, "last-error").text
     assert "GBP" in error  # the provider's own words say what to fix
     assert "failed" in b.find_element(By.ID, "task-status").text
@@ -108,7 +122,7 @@ def test_find_the_failed_gbp_invoice_fix_it_and_retry(world: dict[str, Any]) -> 
                            json={"code": "GBP", "exchange_rate": "1.27"}, timeout=10)
     assert answer.status_code == 200, answer.text
     b.find_element(By.ID, "retry").click()
-    assert "Queued again" in b.find_element(By.ID, "ok").text
+    shows(b, "ok", "Queued again")
 
     def done() -> bool:
         b.refresh()
@@ -130,10 +144,10 @@ def test_tenant_limited_login_cannot_reach_another_tenants_task(world: dict[str,
     own = find_task(hub, world["beta"].id, "H-0007")
     sign_in(b, base, "beta-support", LIMITED_PASSWORD)
     b.get(f"{base}/tasks/{other.id}")
-    assert b.find_element(By.TAG_NAME, "h1").text == "Not found"
+    shows(b, None, "Not found")
     assert "GBP" not in b.page_source and "H-0042" not in b.page_source
     b.get(f"{base}/connections/{world['acme'].id}")
-    assert b.find_element(By.TAG_NAME, "h1").text == "Not found"
+    shows(b, None, "Not found")
     b.get(f"{base}/tasks")
     assert "H-0007" in b.page_source and "H-0042" not in b.page_source
     b.get(f"{base}/tasks/{own.id}")
@@ -148,12 +162,12 @@ def test_an_action_without_the_csrf_token_is_refused(world: dict[str, Any]) -> N
     # A form that lost its token (as a forged one from another site would be): the console refuses it.
     b.execute_script("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
     b.find_element(By.ID, "retry").click()
-    assert b.find_element(By.TAG_NAME, "h1").text == "Refused"
+    shows(b, None, "Refused")
     assert find_task(hub, world["acme"].id, "H-0042").status == "failed"
     b.get(f"{base}/tasks/{task.id}")
     b.execute_script("document.querySelector('#retry').form.csrf.value = 'forged'")
     b.find_element(By.ID, "retry").click()
-    assert b.find_element(By.TAG_NAME, "h1").text == "Refused"
+    shows(b, None, "Refused")
     assert find_task(hub, world["acme"].id, "H-0042").status == "failed"
 
 
@@ -170,7 +184,9 @@ def test_a_contact_named_with_a_script_tag_is_text(world: dict[str, Any]) -> Non
     b.get(f"{base}/tasks/{task.id}")
     assert SCRIPT_CONTACT in b.find_element(By.ID, "customer").text  # shown as the text it is
     b.find_element(By.LINK_TEXT, "Inbox").click()
+    shows(b, None, "Inbox")
     b.find_elements(By.CSS_SELECTOR, "#events tr")[1].find_element(By.CSS_SELECTOR, "a").click()
+    shows(b, "payload", ZOHO_CONTACT)
     assert ZOHO_CONTACT in b.find_element(By.ID, "payload").text  # the contact created in Zoho, as text
     b.get(f"{base}/search?q=evil%40example.com")
     assert SCRIPT_CONTACT in b.find_element(By.ID, "found-tasks").text

@@ -3,6 +3,8 @@ escaping, secrets never shown, actions audited with the operator's name. SQLite 
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from attrs import evolve as attrs_evolve
 
 from integration_core import server
 from integration_core.console.operators import get_operator, set_operator
@@ -247,3 +250,66 @@ def test_sessions_expire_and_cannot_be_forged() -> None:
     assert codec.loads(value, now=now + 61) is None
     assert SessionCodec([Fernet.generate_key()], ttl=60).loads(value) is None
     assert codec.loads(value[:-4] + "AAAA") is None
+
+
+def test_failed_event_retried_after_the_host_is_fixed(served: dict[str, Any]) -> None:
+    from integration_core import inbound
+    from tests.test_inbound_support import RecordingHost, ledger_connection
+
+    base, hub = served["base"], served["hub"]
+    host = RecordingHost()
+    host.fail_payments = 1  # the billing application is down for the first delivery
+    hub.plugins.set_host(host)
+    setup = ledger_connection(hub, "acme", "prod")
+    body, headers = setup.book.pay(setup.secret, setup.remote_invoice)
+    delivered = requests.post(base.removesuffix("/console") + setup.path(), data=body, headers=headers, timeout=10)
+    assert delivered.status_code == 503
+    (event,) = inbound.list_events(hub, connection_id=setup.conn.id)
+    assert event["status"] == "failed"
+    s = login(base)
+    listing = s.get(base + "/events", params={"status": "failed"}, timeout=10).text
+    assert f'/console/events/{event["id"]}"' in listing
+    page = s.get(base + f"/events/{event['id']}", timeout=10).text
+    assert 'id="retry"' in page and event["reason"].split(":")[0] in page
+    r = post(s, base, f"/events/{event['id']}", f"/events/{event['id']}/retry")
+    assert r.status_code == 303
+    after = inbound.get_event(hub, event["id"])
+    assert after["status"] == "applied" and len(host.payments) == 1
+    with hub.engine.connect() as db:
+        actor = db.execute(sa.select(audit_log.c.actor).where(
+            audit_log.c.subject == "event", audit_log.c.subject_id == str(event["id"]),
+            audit_log.c.action == "retried")).scalar_one()
+    assert actor == "console:admin"
+    limited = login(base, "t2-support", LIMITED_PASSWORD)  # another tenant's event: not found
+    assert limited.get(base + f"/events/{event['id']}", timeout=10).status_code == 404
+
+
+def test_reauthorize_gives_a_consent_url_that_completes(hub: Hub, zoho_emulator: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("zoho_books")
+    from integration_core.console import operators
+    from tests.workers.zoho import zoho_connection
+
+    monkeypatch.setattr(operators, "SCRYPT_P", 1)
+    port = server.free_port()
+    hub.config = attrs_evolve(hub.config, public_url=f"http://127.0.0.1:{port}")
+    conn, _ = zoho_connection(hub, zoho_emulator)
+    zoho_emulator.add_client("1000.OUTBOUNDTEST", "outbound-client-secret",  # now also our server's callback
+                             [f"http://127.0.0.1:{port}/v1/oauth/callback", "http://127.0.0.1:9/callback"])
+    hub.set_status(conn.id, "needs_reauth", "refresh token revoked")
+    add_operators(hub)
+    with server.running(hub, port=port) as srv:
+        base = srv.url + "/console"
+        s = login(base)
+        page = s.get(base + f"/connections/{conn.id}", timeout=10).text
+        assert "needs_reauth" in page and "refresh token revoked" in page
+        assert "client_secret" in page and "outbound-client-secret" not in page
+        r = post(s, base, f"/connections/{conn.id}", f"/connections/{conn.id}/authorize")
+        assert r.status_code == 200
+        consent = re.search(r'id="authorize-url" readonly value="([^"]+)"', r.text)
+        assert consent and consent.group(1).startswith(zoho_emulator.base_url)
+        grant = requests.get(html.unescape(consent.group(1)), allow_redirects=False, timeout=10)
+        assert grant.status_code == 302
+        callback = requests.get(grant.headers["Location"], timeout=30)
+        assert callback.status_code == 200
+    assert hub.get_connection(conn.id).status == "active"
