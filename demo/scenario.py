@@ -378,8 +378,9 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         if screenshots is not None:
             from .screenshots import take_screenshots
 
-            saved = take_screenshots(env, workdir, public_url, gbp.id, screenshots)
-            checks.expect(len(saved) == 2, "console screenshots saved", ", ".join(map(str, saved)))
+            saved = take_screenshots(env, workdir, public_url, [(f"/tasks/{gbp.id}", "console-failed-task.png", 1250)],
+                                     screenshots)
+            checks.expect(len(saved) == 1, "the failed task's page was saved", ", ".join(map(str, saved)))
 
         step("10. The operator fixes the cause (adds GBP in Zoho) and retries the task from the command line")
         emulator.add_currency(org, "GBP", exchange_rate="1.27")
@@ -416,7 +417,7 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         checks.expect(made.returncode == 0, "a one-time console login was made", made.stderr[-500:])
         token = made.stdout.split("token (shown only now): ", 1)[-1].strip()
         login = f"operator demo, token {token} (one-time: it works for one sign-in)"
-        if serve is not None:
+        if serve is not None or screenshots is not None:
             inv_jpy = billing.add_invoice(TENANT, ENVIRONMENT, dan.id, [("Tokyo meetup", "12000")], currency="JPY",
                                           issue_date="2026-01-09")
             hub.submit_invoice(TENANT, ENVIRONMENT, inv_jpy)
@@ -426,6 +427,11 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
             print("   To fix it from the console: enable JPY in the emulated organization, then press Retry:")
             print(f"   $ curl -X POST {emulator.base_url}/_emulator/orgs/{org}/currencies "
                   "-H 'Content-Type: application/json' -d '{\"code\": \"JPY\", \"exchange_rate\": \"0.0067\"}'")
+        if screenshots is not None:
+            from .screenshots import take_screenshots
+
+            saved = take_screenshots(env, workdir, public_url, [("/", "console-overview.png", 800)], screenshots)
+            checks.expect(len(saved) == 1, "the console's overview was saved", ", ".join(map(str, saved)))
         print(f"   console: {console_url}")
         print(f"   login:   {login}")
         if serve is None:

@@ -28,8 +28,9 @@ def _browser(width: int, height: int) -> Any:
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def take_screenshots(env: dict[str, str], workdir: Path, public_url: str, task_id: int, outdir: Path) -> list[Path]:
-    """Sign in with a fresh one-time login, then save the overview and the failed task's page."""
+def take_screenshots(env: dict[str, str], workdir: Path, public_url: str, pages: list[tuple[str, str, int]],
+                     outdir: Path) -> list[Path]:
+    """Sign in with a fresh one-time login, then save each (console path, file name, window height)."""
     from selenium.webdriver.common.by import By
 
     made = subprocess.run([sys.executable, "-m", "integration_core", "console", "operator", "set", OPERATOR,
@@ -45,8 +46,7 @@ def take_screenshots(env: dict[str, str], workdir: Path, public_url: str, task_i
         b.find_element(By.ID, "name").send_keys(OPERATOR)
         b.find_element(By.ID, "secret").send_keys(token)
         b.find_element(By.ID, "sign-in").click()
-        for path, name, height in (("/", "console-overview.png", 760), (f"/tasks/{task_id}", "console-failed-task.png",
-                                                                         1250)):
+        for path, name, height in pages:
             b.set_window_size(1280, height)
             b.get(base + path)
             target = outdir / name

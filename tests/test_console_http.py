@@ -75,7 +75,10 @@ def test_login_wrong_then_right_and_logout(served: dict[str, Any]) -> None:
     wrong = s.post(base + "/login", data={"csrf": csrf_of(page.text), "name": "admin", "secret": "nope"},
                    allow_redirects=False, timeout=30)
     assert wrong.status_code == 401 and "Wrong name" in wrong.text
-    right = s.post(base + "/login", data={"csrf": csrf_of(wrong.text), "name": "admin", "secret": PASSWORD,
+    typo = s.post(base + "/login", data={"csrf": csrf_of(wrong.text), "name": PASSWORD, "secret": "admin"},
+                  allow_redirects=False, timeout=30)  # a password typed into the name field is not recorded
+    assert typo.status_code == 401
+    right = s.post(base + "/login", data={"csrf": csrf_of(typo.text), "name": "admin", "secret": PASSWORD,
                                           "next": "/tasks"}, allow_redirects=False, timeout=30)
     assert right.status_code == 303 and right.headers["Location"] == "/console/tasks"
     cookie = right.headers["Set-Cookie"]
@@ -94,6 +97,10 @@ def test_login_wrong_then_right_and_logout(served: dict[str, Any]) -> None:
             .order_by(audit_log.c.id))]
     assert ("login_failed", None) in actions
     assert ("login", "console:admin") in actions and ("logout", "console:admin") in actions
+    with hub.engine.connect() as db:
+        failures = list(db.execute(sa.select(audit_log).where(audit_log.c.action == "login_failed")))
+    assert len(failures) == 2 and {f.subject_id for f in failures} == {"admin", None}
+    assert all(PASSWORD not in (f.detail or "") for f in failures)
 
 
 def test_login_redirect_stays_inside_the_console(served: dict[str, Any]) -> None:
@@ -190,6 +197,7 @@ def test_secrets_show_as_set_never_their_values(served: dict[str, Any]) -> None:
     assert "key-" + acct not in page and "whsec" + acct not in page
     assert "api_key" in page and "webhook_secret" in page and "set" in page
     assert "/v1/webhooks/ledger/t1/prod" in page
+    assert re.search(r'id="rate-limit">\d+ requests per [\d.]+ s', page)  # the provider's declared limit
 
 
 def test_connection_actions_disable_enable_retry_all(served: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from ..errors import IntegrationError
 from ..vault import load_keys
 from . import actions, filters, views
 from .http import BadRequest, Request, Response, StartResponse
-from .operators import Operator, authenticate, session_operator
+from .operators import Operator, authenticate, operator_exists, session_operator
 from .sessions import DEFAULT_TTL_SECONDS, Session, SessionCodec, derive_keys
 
 if TYPE_CHECKING:
@@ -195,8 +195,11 @@ class ConsoleApp:
         operator = authenticate(self.hub.engine, name, secret) if name and secret else None
         if operator is None:
             self._note_failure(name, client)
+            # An unknown name is not recorded: it may be a password typed into the wrong field.
+            known = bool(name) and operator_exists(self.hub.engine, name)
             with self.hub.engine.begin() as db, acting_as(None):
-                audit.record(db, "operator", name or None, "login_failed", f"from {client}")
+                audit.record(db, "operator", name if known else None, "login_failed",
+                             f"from {client}" + ("" if known else " (unknown name)"))
             return ctx.render("login.html", 401, next=next_path, name=name, error="Wrong name or password/token.")
         ctx.session = ctx.session.signed_in(operator.name, operator.generation)
         ctx.operator = operator

@@ -134,6 +134,12 @@ def get_operator(engine: sa.Engine, name: str) -> Operator:
     return _operator(row)
 
 
+def operator_exists(engine: sa.Engine, name: str) -> bool:
+    with engine.connect() as db:
+        return db.execute(sa.select(console_operators.c.name).where(console_operators.c.name == name)).first() \
+            is not None
+
+
 def list_operators(engine: sa.Engine) -> list[Operator]:
     with engine.connect() as db:
         return [_operator(r) for r in db.execute(sa.select(console_operators).order_by(console_operators.c.name))]

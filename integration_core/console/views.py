@@ -86,10 +86,13 @@ def connection(ctx: Ctx, connection_id: str, *, status: int = 200, error: str | 
     fields: list[dict[str, Any]] = []
     oauth = False
     provider_error = None
+    limit = None
     try:
         info = ctx.hub.provider_info(row.provider)
         oauth = bool(info.oauth)
-        stored = set(ctx.hub.context(row.id).secrets.names())
+        provider_ctx = ctx.hub.context(row.id)
+        stored = set(provider_ctx.secrets.names())
+        limit = _rate_limit(ctx.hub.provider(row.provider), provider_ctx)
         for f in info.fields:
             if f.secret:
                 fields.append({"name": f.name, "secret": True, "set": f.name in stored, "help": f.help})
@@ -104,8 +107,16 @@ def connection(ctx: Ctx, connection_id: str, *, status: int = 200, error: str | 
         "connection.html", status, c=row, secrets=fields, oauth=oauth, provider_error=provider_error,
         webhook_url=webhook_url(ctx.hub.config.public_url, row.provider, row.tenant_id, row.environment_id),
         summary=summary, history=queries.connection_history(ctx.hub.engine, row.id), error=error, ok=_ok(ctx),
-        authorize_url=authorize_url,
+        authorize_url=authorize_url, limit=limit,
     )
+
+
+def _rate_limit(provider: Any, provider_ctx: Any) -> Any:
+    """The provider's documented limit for this account (``rate_limit`` hook), or ``None``."""
+    try:
+        return provider.rate_limit(ctx=provider_ctx)
+    except Exception:  # a provider without the hook, or a broken one: the page still renders
+        return None
 
 
 # --- outbox --------------------------------------------------------------------------------------------
