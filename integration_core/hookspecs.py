@@ -29,7 +29,18 @@ if TYPE_CHECKING:
     import click
 
     from .context import ProviderContext
-    from .models import ConnectResult, Customer, Event, Invoice, ProviderInfo, RateLimit, RemoteInvoice, WebhookRequest
+    from .models import (
+        ConnectResult,
+        Customer,
+        Event,
+        Invoice,
+        Payment,
+        ProviderInfo,
+        RateLimit,
+        RemoteInvoice,
+        RemotePayment,
+        WebhookRequest,
+    )
 
 PROJECT = "integration_core"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -113,6 +124,27 @@ class ProviderSpec:
         """Void the invoice ``remote_invoice_id`` at the provider; voiding a void invoice is no error."""
 
     @hookspec(firstresult=True)
+    def push_payment(
+        self, ctx: ProviderContext, payment: Payment, invoice: Invoice, remote_invoice_id: str
+    ) -> RemotePayment:
+        """Record ``payment`` at the provider, applied to the remote invoice ``remote_invoice_id``.
+
+        ``invoice`` is the local invoice the payment is for, as it was pushed (its customer and currency).
+        The remote payment must carry a stable reference to ``payment.id`` so that :meth:`find_payment`
+        can find it after a lost response. Raise ``PermanentError`` when the provider refuses the payment
+        for good (more than the invoice's balance, another currency than the invoice's, a void invoice),
+        with a message that says what to fix; ``TransientError`` / ``RateLimitedError`` to be retried;
+        ``AuthError`` when the grant is gone."""
+
+    @hookspec(firstresult=True)
+    def find_payment(
+        self, ctx: ProviderContext, payment: Payment, remote_invoice_id: str
+    ) -> RemotePayment | None:
+        """Look a previously pushed payment up by its stable reference (the lost-response check).
+
+        Called before every retried or uncertain push of a payment. :return: ``None`` when there is none."""
+
+    @hookspec(firstresult=True)
     def verify_webhook(self, ctx: ProviderContext, request: WebhookRequest) -> bool:
         """Whether ``request`` is authentically from the provider for this connection.
 
@@ -147,6 +179,26 @@ class HostSpec:
     @hookspec(firstresult=True)
     def void_invoice(self, tenant_id: str, environment_id: str, invoice_id: str) -> Any:
         """Mark the host invoice ``invoice_id`` void. The return value is ignored."""
+
+    @hookspec(firstresult=True)
+    def reverse_payment(
+        self,
+        tenant_id: str,
+        environment_id: str,
+        invoice_id: str,
+        payment_key: str,
+        amount: Decimal,
+        reason: str,
+        reversal_key: str,
+    ) -> Any:
+        """Take back (part of) a payment that was deleted or refunded at the provider.
+
+        :param payment_key: the key the payment was recorded under: the ``payment_key`` of the earlier
+            ``record_payment`` call, or the host's own payment id for a payment the host submitted.
+        :param amount: how much is taken back (the whole payment when it was deleted).
+        :param reason: ``"deleted"`` or ``"refunded"``.
+        :param reversal_key: unique per reversal; the core applies each once, and a host may use it as its
+            own idempotency key too. The return value is ignored."""
 
     @hookspec(firstresult=True)
     def find_customer_by_email(self, tenant_id: str, environment_id: str, email: str) -> str | None:

@@ -15,9 +15,9 @@ from . import audit, authorization
 from .config import Config
 from .context import ProviderContext, Secrets
 from .errors import AuthError, ConfigurationError, IntegrationError, NotFoundError
-from .models import Connection, ConnectionStatus, ConnectResult, Invoice, ProviderInfo, SyncSettings
+from .models import Connection, ConnectionStatus, ConnectResult, Invoice, Payment, ProviderInfo, SyncSettings
 from .outbox.ops import resume_paused
-from .outbox.submit import SubmitResult, submit_invoice
+from .outbox.submit import SubmitResult, submit_invoice, submit_payment, submit_void
 from .plugins import Plugins, ProviderHooks
 from .store import create_engine_for, upgrade
 from .store.db import is_postgres, lock_rows
@@ -409,3 +409,11 @@ class Hub:
         Idempotent: a resubmission never creates a second task; a changed snapshot replaces a pending one.
         """
         return submit_invoice(self, tenant_id, environment_id, invoice)
+
+    def submit_payment(self, tenant_id: str, environment_id: str, payment: Payment) -> SubmitResult:
+        """Queue ``payment`` (idempotent on ``payment.id``); it is pushed once, after its invoice."""
+        return submit_payment(self, tenant_id, environment_id, payment)
+
+    def submit_void(self, tenant_id: str, environment_id: str, invoice_id: str) -> SubmitResult:
+        """Queue the void of invoice ``invoice_id``'s remote invoice: once, after any pending push of it."""
+        return submit_void(self, tenant_id, environment_id, invoice_id)

@@ -34,11 +34,13 @@ from .models import (
     Ignored,
     InvoicePaid,
     InvoiceVoided,
+    PaymentReversed,
+    TaskStatus,
     event_from_dict,
     event_to_dict,
 )
 from .store.db import lock_rows
-from .store.schema import connections, inbox_events, utcnow
+from .store.schema import connections, inbox_events, outbox_tasks, utcnow
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -197,26 +199,79 @@ def _effect(hub: Hub, db: sa.Connection, conn: Connection, event: Event) -> str:
     """Apply one event through the host hooks; return an audit detail, or raise ``_Skip(reason)``."""
     if isinstance(event, Ignored):
         raise _Skip(event.reason)
-    if isinstance(event, InvoicePaid | InvoiceVoided):
+    if isinstance(event, InvoicePaid | InvoiceVoided | PaymentReversed):
         local = mapping.local_id(db, conn.id, mapping.INVOICE, event.remote_invoice_id)
         if local is None:
             raise _Skip(f"invoice {event.remote_invoice_id} was not created from this side (no mapping)")
         if isinstance(event, InvoicePaid):
-            _host_hook(hub, "record_payment")(
-                tenant_id=conn.tenant_id,
-                environment_id=conn.environment_id,
-                invoice_id=local,
-                amount=event.amount,
-                currency=event.currency,
-                paid_on=event.paid_on,
-                payment_key=event.dedupe_key,
-            )
-            return f"payment {event.amount} {event.currency or ''} recorded on invoice {local}".replace("  ", " ")
+            return _invoice_paid(hub, db, conn, event, local)
+        if isinstance(event, PaymentReversed):
+            return _payment_reversed(hub, db, conn, event, local)
         _host_hook(hub, "void_invoice")(tenant_id=conn.tenant_id, environment_id=conn.environment_id, invoice_id=local)
         return f"invoice {local} voided"
     if isinstance(event, CustomerCreated):
         return _customer_created(hub, db, conn, event)
     raise _Skip(f"unknown event kind {getattr(event, 'kind', '?')}")
+
+
+def _invoice_paid(hub: Hub, db: sa.Connection, conn: Connection, event: InvoicePaid, local: str) -> str:
+    if event.remote_payment_id:
+        ours = mapping.local_id(db, conn.id, mapping.PAYMENT, event.remote_payment_id)
+        if ours is not None:  # no echo: the host recorded this payment and submitted it
+            raise _Skip(f"payment {event.remote_payment_id} was pushed from this side (host payment {ours})")
+        pushing = _payment_in_doubt(db, conn.id, local)
+        if pushing is not None:
+            # Our own push of a payment to this invoice has no known outcome yet: this may be its echo.
+            # Decided again (apply_waiting) when that task is done or failed.
+            raise _Skip(f"waiting: payment {pushing} to invoice {local} is being pushed from this side; "
+                        f"decided when that push ends")
+    _host_hook(hub, "record_payment")(
+        tenant_id=conn.tenant_id,
+        environment_id=conn.environment_id,
+        invoice_id=local,
+        amount=event.amount,
+        currency=event.currency,
+        paid_on=event.paid_on,
+        payment_key=event.dedupe_key,
+    )
+    detail = f"payment {event.amount} {event.currency or ''} recorded on invoice {local}".replace("  ", " ")
+    if event.paid_on_source:
+        detail += f"; paid on {event.paid_on.isoformat()} taken from the {event.paid_on_source} (no payment date)"
+    return detail
+
+
+def _payment_in_doubt(db: sa.Connection, connection_id: str, invoice_id: str) -> str | None:
+    """A payment task of this invoice whose remote outcome is unknown: in flight, or retried after an
+    uncertain attempt."""
+    t = outbox_tasks.c
+    return db.execute(
+        sa.select(t.local_id)
+        .where(
+            t.connection_id == connection_id,
+            t.entity_type == mapping.PAYMENT,
+            t.parent_id == invoice_id,
+            sa.or_(
+                t.status == TaskStatus.IN_FLIGHT,
+                sa.and_(t.uncertain.is_(True), t.status.in_((TaskStatus.PENDING, TaskStatus.PAUSED))),
+            ),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _payment_reversed(hub: Hub, db: sa.Connection, conn: Connection, event: PaymentReversed, local: str) -> str:
+    ours = mapping.local_id(db, conn.id, mapping.PAYMENT, event.remote_payment_id)
+    payment_key = ours if ours is not None else event.payment_key
+    _host_hook(hub, "reverse_payment")(
+        tenant_id=conn.tenant_id,
+        environment_id=conn.environment_id,
+        invoice_id=local,
+        payment_key=payment_key,
+        amount=event.amount,
+        reason=event.reason,
+        reversal_key=event.dedupe_key,
+    )
+    return f"payment {payment_key} on invoice {local} {event.reason}: {event.amount} taken back"
 
 
 def _customer_created(hub: Hub, db: sa.Connection, conn: Connection, event: CustomerCreated) -> str:
@@ -273,7 +328,7 @@ def apply_waiting(hub: Hub, connection_id: str, remote_invoice_id: str) -> list[
                     c.connection_id == connection_id,
                     c.remote_id == remote_invoice_id,
                     c.status.in_((*_APPLICABLE, EventStatus.IGNORED)),
-                    c.kind.in_(("invoice_paid", "invoice_voided")),
+                    c.kind.in_(("invoice_paid", "invoice_voided", "payment_reversed")),
                 )
                 .order_by(c.id)
             ).scalars()

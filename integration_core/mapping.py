@@ -13,6 +13,8 @@ from .store.schema import entity_mappings, utcnow
 
 CUSTOMER = "customer"
 INVOICE = "invoice"
+PAYMENT = "payment"
+VOID = "void"  # an outbox task kind only: a void is never mapped
 
 
 class MappingConflict(IntegrationError):

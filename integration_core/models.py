@@ -137,6 +137,65 @@ class Invoice:
         )
 
 
+def _positive_money(instance: Any, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be greater than zero, got {value}")
+
+
+def _optional_text(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+@attrs.frozen
+class Payment:
+    """A payment the host recorded against one of its invoices, the unit of outbound payment sync.
+
+    ``id`` is the host's stable payment id: the idempotency key and the remote reference. ``method`` is
+    free text (``card``, ``bank_transfer``, ``cash``, ...) that a provider maps onto its payment modes;
+    ``reference`` is the host's own reference (a bank or card transaction id), kept for the accountant.
+    """
+
+    id: str = attrs.field(validator=_nonempty)
+    invoice_id: str = attrs.field(validator=_nonempty)
+    amount: Decimal = attrs.field(converter=_decimal, validator=_positive_money)
+    currency: str = attrs.field(converter=_currency)
+    paid_on: dt.date = attrs.field(converter=_date)
+    method: str | None = attrs.field(default=None, converter=_optional_text)
+    reference: str | None = attrs.field(default=None, converter=_optional_text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "invoice_id": self.invoice_id,
+            "amount": str(self.amount),
+            "currency": self.currency,
+            "paid_on": self.paid_on.isoformat(),
+            "method": self.method,
+            "reference": self.reference,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Payment:
+        """Build from JSON-like data; raises ``ValueError``/``KeyError``/``TypeError`` on bad input."""
+        if not isinstance(data, Mapping):
+            raise TypeError("a payment must be a JSON object")
+        missing = [k for k in ("id", "invoice_id", "amount", "currency", "paid_on") if data.get(k) in (None, "")]
+        if missing:
+            raise KeyError(f"a payment needs {', '.join(missing)}")
+        if isinstance(data["amount"], float):
+            raise TypeError("the payment amount must be a string or an integer, not a float (money is exact)")
+        return cls(
+            id=str(data["id"]),
+            invoice_id=str(data["invoice_id"]),
+            amount=data["amount"],
+            currency=data["currency"],
+            paid_on=data["paid_on"],
+            method=data.get("method"),
+            reference=data.get("reference"),
+        )
+
+
 @attrs.frozen
 class SyncSettings:
     """Which directions sync for a connection; both on by default."""
@@ -237,6 +296,14 @@ class RemoteInvoice:
 
 
 @attrs.frozen
+class RemotePayment:
+    """The remote record for a pushed payment; ``adopted`` when found by reference instead of created."""
+
+    remote_id: str
+    adopted: bool = False
+
+
+@attrs.frozen
 class WebhookRequest:
     """An inbound HTTP request as the dispatcher received it (headers lower-cased)."""
 
@@ -256,12 +323,22 @@ class WebhookRequest:
 
 @attrs.frozen
 class InvoicePaid:
+    """A payment (the whole invoice, or a part of it) was recorded remotely against an invoice.
+
+    ``remote_payment_id``: the remote payment, when the provider names it; a payment pushed from this
+    side (mapped) is then not recorded again (no echo). ``paid_on_source``: where ``paid_on`` came from
+    when the payload had no payment date (``"invoice last payment date"``, ``"delivery time"``), so the
+    event's record says so; ``None`` when the payload carried the payment's own date.
+    """
+
     dedupe_key: str
     remote_invoice_id: str
     amount: Decimal = attrs.field(converter=_decimal)
     currency: str | None
     paid_on: dt.date = attrs.field(converter=_date)
     kind: str = "invoice_paid"
+    remote_payment_id: str | None = None
+    paid_on_source: str | None = None
 
 
 @attrs.frozen
@@ -269,6 +346,24 @@ class InvoiceVoided:
     dedupe_key: str
     remote_invoice_id: str
     kind: str = "invoice_voided"
+
+
+@attrs.frozen
+class PaymentReversed:
+    """A remote payment was deleted or refunded (wholly or partly); the host takes it back once.
+
+    ``payment_key`` is the key the payment reached the host under (the provider builds it the same way
+    as the ``InvoicePaid`` dedupe key; for a payment pushed from this side the core replaces it with the
+    host's payment id). ``amount`` is what is taken back; ``reason`` is ``"deleted"`` or ``"refunded"``.
+    """
+
+    dedupe_key: str
+    remote_invoice_id: str
+    remote_payment_id: str
+    payment_key: str
+    amount: Decimal = attrs.field(converter=_decimal)
+    reason: str = "deleted"
+    kind: str = "payment_reversed"
 
 
 @attrs.frozen
@@ -287,10 +382,11 @@ class Ignored:
     kind: str = "ignored"
 
 
-Event = InvoicePaid | InvoiceVoided | CustomerCreated | Ignored
+Event = InvoicePaid | InvoiceVoided | PaymentReversed | CustomerCreated | Ignored
 EVENT_TYPES: dict[str, type] = {
     "invoice_paid": InvoicePaid,
     "invoice_voided": InvoiceVoided,
+    "payment_reversed": PaymentReversed,
     "customer_created": CustomerCreated,
     "ignored": Ignored,
 }

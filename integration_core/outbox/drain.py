@@ -25,14 +25,15 @@ import sqlalchemy as sa
 
 from .. import inbound, mapping
 from ..context import ProviderContext
-from ..errors import AuthError, PermanentError, RateLimitedError, TransientError
+from ..errors import PermanentError, TransientError
 from ..models import Connection, ConnectionStatus, Invoice, RateLimit, RemoteInvoice, TaskStatus
 from ..plugins import ProviderHooks
 from ..ratelimit import Budget
 from ..redact import safe_error
 from ..store.db import lock_rows
 from ..store.schema import connections, outbox_tasks, utcnow
-from .finish import TaskTransitions
+from .finish import _LeaseLost, _RateWindowFull, _StopBatch
+from .payments import DependentTasks
 from .schedule import pause_all, recompute_due, resume_all, task_audit
 from .settings import OutboundSettings, TickStats, default_worker_id
 
@@ -42,13 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _StopBatch(Exception):
-    def __init__(self, not_before: dt.datetime | None = None, *, park: bool = False) -> None:
-        self.not_before = not_before
-        self.park = park  # the connection cannot push any more (credentials refused)
-
-
-class Outbound(TaskTransitions):
+class Outbound(DependentTasks):
     """One worker's drain loop. Safe to run in many processes on one PostgreSQL database."""
 
     def __init__(
@@ -269,38 +264,16 @@ class Outbound(TaskTransitions):
         if task is None:
             return
         stats.attempted += 1
+        if task.entity_type != mapping.INVOICE:  # a payment or a void: see .payments
+            self._process_dependent(conn, ctx, provider, budget, task, stats)
+            return
         try:
             invoice = Invoice.from_dict(task.payload)
         except (KeyError, TypeError, ValueError) as exc:  # the stored payload itself is bad: retrying cannot help
             self._fail(task, f"bad invoice payload: {safe_error(exc)}", stats)
             return
-        try:
-            remote = self._push(conn, ctx, provider, budget, task, invoice)
-        except _RateWindowFull as full:
-            self._requeue(task, full.retry_at, "rate window full", count_attempt=False)
-            stats.rate_limited += 1
-            raise _StopBatch(full.retry_at) from None
-        except RateLimitedError as exc:
-            wait = exc.retry_after if exc.retry_after is not None else _window(budget.limit)
-            until = utcnow() + dt.timedelta(seconds=max(wait, 0.0))
-            self._requeue(task, until, safe_error(exc), count_attempt=exc.uncertain, uncertain=exc.uncertain)
-            stats.rate_limited += 1
-            raise _StopBatch(until) from None
-        except TransientError as exc:
-            self._retry_or_die(task, safe_error(exc), exc.uncertain, stats, retry_after=exc.retry_after)
-            raise _StopBatch() from None
-        except AuthError as exc:
-            self._auth_failed(task, safe_error(exc), stats)
-            raise _StopBatch(park=True) from None
-        except (PermanentError, mapping.MappingConflict) as exc:
-            self._fail(task, getattr(exc, "message", None) or str(exc), stats)
-            return
-        except Exception as exc:
-            # Unknown failure: we cannot tell whether the remote applied the write, so look up first.
-            log.warning("task %s: unexpected %s", task.id, type(exc).__name__)
-            self._retry_or_die(task, safe_error(exc), True, stats)
-            raise _StopBatch() from None
-        if self._complete(task, remote):
+        remote = self._guarded(task, budget, stats, lambda: self._push(conn, ctx, provider, budget, task, invoice))
+        if remote is not None and self._complete(task, remote):
             stats.done += 1
             stats.adopted += int(remote.adopted)
 
@@ -383,6 +356,7 @@ class Outbound(TaskTransitions):
                 how = "adopted existing" if remote.adopted else "created"
                 number = f" ({remote.remote_number})" if remote.remote_number else ""
                 task_audit(db, task.id, task.connection_id, "done", f"{how} remote {remote.remote_id}{number}")
+            self._release_dependents(task.connection_id, task.local_id)
             self._apply_waiting_events(task.connection_id, remote.remote_id)
             return True
         except _LeaseLost:
@@ -410,15 +384,6 @@ class Outbound(TaskTransitions):
 
 
 
-class _RateWindowFull(Exception):
-    def __init__(self, retry_at: dt.datetime | None) -> None:
-        self.retry_at = retry_at
-
-
-class _LeaseLost(Exception):
-    pass
-
-
 def _rate_limit(provider: ProviderHooks, ctx: ProviderContext) -> RateLimit | None:
     try:
         return provider.rate_limit(ctx=ctx)
@@ -426,6 +391,3 @@ def _rate_limit(provider: ProviderHooks, ctx: ProviderContext) -> RateLimit | No
         log.warning("rate_limit hook failed: %s", type(exc).__name__)
         return None
 
-
-def _window(limit: RateLimit | None) -> float:
-    return float(limit.per_seconds) if limit is not None else 60.0

@@ -7,18 +7,44 @@ lease expired cannot overwrite the outcome of the worker that took the task over
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from ..models import ConnectionStatus, TaskStatus
+from .. import mapping
+from ..errors import AuthError, PermanentError, RateLimitedError, TransientError
+from ..models import ConnectionStatus, RateLimit, TaskStatus
+from ..ratelimit import Budget
+from ..redact import safe_error
 from ..store.schema import connections, outbox_tasks, utcnow
 from .schedule import task_audit
 from .settings import OutboundSettings, TickStats
 
 if TYPE_CHECKING:
     from ..hub import Hub
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class _StopBatch(Exception):
+    """Stop draining this connection for now (a retry schedule, a rate window, refused credentials)."""
+
+    def __init__(self, not_before: dt.datetime | None = None, *, park: bool = False) -> None:
+        self.not_before = not_before
+        self.park = park  # the connection cannot push any more (credentials refused)
+
+
+class _RateWindowFull(Exception):
+    def __init__(self, retry_at: dt.datetime | None) -> None:
+        self.retry_at = retry_at
+
+
+class _LeaseLost(Exception):
+    pass
 
 
 class TaskTransitions:
@@ -99,3 +125,36 @@ class TaskTransitions:
         ):
             stats.paused += 1
         self.hub.set_status(task.connection_id, ConnectionStatus.NEEDS_REAUTH, error)
+
+    def _guarded(self, task: Any, budget: Budget, stats: TickStats, push: Callable[[], _T]) -> _T | None:
+        """Run one push; an error ends the attempt as its class says (``None``), or stops the batch."""
+        try:
+            return push()
+        except _RateWindowFull as full:
+            self._requeue(task, full.retry_at, "rate window full", count_attempt=False)
+            stats.rate_limited += 1
+            raise _StopBatch(full.retry_at) from None
+        except RateLimitedError as exc:
+            wait = exc.retry_after if exc.retry_after is not None else _window(budget.limit)
+            until = utcnow() + dt.timedelta(seconds=max(wait, 0.0))
+            self._requeue(task, until, safe_error(exc), count_attempt=exc.uncertain, uncertain=exc.uncertain)
+            stats.rate_limited += 1
+            raise _StopBatch(until) from None
+        except TransientError as exc:
+            self._retry_or_die(task, safe_error(exc), exc.uncertain, stats, retry_after=exc.retry_after)
+            raise _StopBatch() from None
+        except AuthError as exc:
+            self._auth_failed(task, safe_error(exc), stats)
+            raise _StopBatch(park=True) from None
+        except (PermanentError, mapping.MappingConflict) as exc:
+            self._fail(task, getattr(exc, "message", None) or str(exc), stats)
+            return None
+        except Exception as exc:
+            # Unknown failure: we cannot tell whether the remote applied the write, so look up first.
+            log.warning("task %s: unexpected %s", task.id, type(exc).__name__)
+            self._retry_or_die(task, safe_error(exc), True, stats)
+            raise _StopBatch() from None
+
+
+def _window(limit: RateLimit | None) -> float:
+    return float(limit.per_seconds) if limit is not None else 60.0

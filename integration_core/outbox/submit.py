@@ -1,4 +1,4 @@
-"""Submitting: a host hands an invoice over, one task per connection that syncs invoices out.
+"""Submitting: a host hands an invoice, a payment or a void over, one task per connection that syncs out.
 
 Exactly-once starts here: one task per ``(connection, "invoice", invoice id)`` (a unique constraint); a
 resubmission updates that task and never makes a second one that could create a second invoice.
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import sqlalchemy as sa
 
-from ..mapping import INVOICE
-from ..models import ConnectionStatus, Invoice, TaskStatus
+from ..mapping import INVOICE, PAYMENT, VOID
+from ..models import ConnectionStatus, Invoice, Payment, TaskStatus
 from ..store.db import lock_rows
 from ..store.schema import connections, outbox_tasks, utcnow
 from .schedule import task_audit, wake
@@ -48,10 +48,14 @@ class ConnectionOutcome:
 
 @attrs.frozen
 class SubmitResult:
-    """Per-connection outcome of :func:`submit_invoice` (empty when no connection syncs invoices)."""
+    """Per-connection outcome of a submission (empty when no connection syncs out).
+
+    ``invoice_id`` is the submitted entity's local id (the invoice's, the payment's, or the voided
+    invoice's); ``kind`` says which."""
 
     invoice_id: str
     outcomes: tuple[ConnectionOutcome, ...] = ()
+    kind: str = "invoice"
 
     @property
     def queued(self) -> list[ConnectionOutcome]:
@@ -79,7 +83,42 @@ def submit_invoice(hub: Hub, tenant_id: str, environment_id: str, invoice: Invoi
     One transaction. Safe under concurrent submits of the same invoice: the unique key decides, and
     the loser of an INSERT race updates the winner's task instead.
     """
-    payload = invoice.to_dict()
+    return submit_entity(hub, tenant_id, environment_id, INVOICE, invoice.id, invoice.to_dict())
+
+
+def submit_payment(hub: Hub, tenant_id: str, environment_id: str, payment: Payment) -> SubmitResult:
+    """Queue ``payment`` (one task per connection, keyed by the payment's id) after its invoice's task.
+
+    The drain pushes it once the invoice is in the remote system (see :mod:`.payments`)."""
+    if not isinstance(payment, Payment):
+        raise TypeError(f"submit_payment takes a models.Payment, got {type(payment).__name__}")
+    return submit_entity(
+        hub, tenant_id, environment_id, PAYMENT, payment.id, payment.to_dict(), parent_id=payment.invoice_id
+    )
+
+
+def submit_void(hub: Hub, tenant_id: str, environment_id: str, invoice_id: str) -> SubmitResult:
+    """Queue the void of the remote invoice for ``invoice_id`` (one task per connection, pushed once,
+    after any pending push of that invoice)."""
+    if not isinstance(invoice_id, str) or not invoice_id.strip():
+        raise ValueError("submit_void needs the id of an invoice submitted before")
+    return submit_entity(
+        hub, tenant_id, environment_id, VOID, invoice_id, {"invoice_id": invoice_id}, parent_id=invoice_id
+    )
+
+
+def submit_entity(
+    hub: Hub,
+    tenant_id: str,
+    environment_id: str,
+    entity_type: str,
+    local_id: str,
+    payload: dict[str, Any],
+    *,
+    parent_id: str | None = None,
+) -> SubmitResult:
+    """One task of ``entity_type`` per syncing connection; a resubmission updates it (see the table in
+    docs/architecture.md)."""
     digest = payload_hash(payload)
     now = utcnow()
     c = connections.c
@@ -96,17 +135,17 @@ def submit_invoice(hub: Hub, tenant_id: str, environment_id: str, invoice: Invoi
             .order_by(c.id)  # one lock order for every submitter: no deadlocks between them
         ).fetchall()
         for target in targets:
-            outcome = _submit_one(db, target, invoice.id, payload, digest, now)
+            outcome = _submit_one(db, target, entity_type, local_id, payload, digest, now, parent_id)
             outcomes.append(outcome)
             if outcome.outcome in (SubmitOutcome.QUEUED, SubmitOutcome.UPDATED):
                 wake(db, target.id, now)
-    return SubmitResult(invoice_id=invoice.id, outcomes=tuple(outcomes))
+    return SubmitResult(invoice_id=local_id, outcomes=tuple(outcomes), kind=entity_type)
 
 
-def _select_task(db: sa.Connection, connection_id: str, local_id: str) -> Any:
+def _select_task(db: sa.Connection, connection_id: str, entity_type: str, local_id: str) -> Any:
     t = outbox_tasks.c
     query = sa.select(outbox_tasks).where(
-        t.connection_id == connection_id, t.entity_type == INVOICE, t.local_id == local_id
+        t.connection_id == connection_id, t.entity_type == entity_type, t.local_id == local_id
     )
     return db.execute(lock_rows(db, query)).first()
 
@@ -114,12 +153,14 @@ def _select_task(db: sa.Connection, connection_id: str, local_id: str) -> Any:
 def _submit_one(
     db: sa.Connection,
     target: Any,
+    entity_type: str,
     local_id: str,
     payload: dict[str, Any],
     digest: str,
     now: dt.datetime,
+    parent_id: str | None,
 ) -> ConnectionOutcome:
-    task = _select_task(db, target.id, local_id)
+    task = _select_task(db, target.id, entity_type, local_id)
     if task is None:
         status = TaskStatus.PAUSED if target.status == ConnectionStatus.NEEDS_REAUTH else TaskStatus.PENDING
         try:
@@ -127,8 +168,9 @@ def _submit_one(
                 task_id = db.execute(
                     outbox_tasks.insert().values(
                         connection_id=target.id,
-                        entity_type=INVOICE,
+                        entity_type=entity_type,
                         local_id=local_id,
+                        parent_id=parent_id,
                         payload=payload,
                         payload_hash=digest,
                         status=status,
@@ -141,11 +183,11 @@ def _submit_one(
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
         except sa.exc.IntegrityError:
-            task = _select_task(db, target.id, local_id)  # a concurrent submit won the insert
+            task = _select_task(db, target.id, entity_type, local_id)  # a concurrent submit won the insert
             if task is None:
                 raise
         else:
-            task_audit(db, task_id, target.id, "queued", f"invoice {local_id} ({status})")
+            task_audit(db, task_id, target.id, "queued", f"{entity_type} {local_id} ({status})")
             return ConnectionOutcome(target.id, target.provider, task_id, SubmitOutcome.QUEUED, status)
 
     t = outbox_tasks.c

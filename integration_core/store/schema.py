@@ -103,8 +103,11 @@ outbox_tasks = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
     sa.Column("completed_at", UTCDateTime, nullable=True),
+    # The local invoice a payment or void task depends on (pushed after it); NULL for invoices.
+    sa.Column("parent_id", sa.String(200), nullable=True),
     sa.UniqueConstraint("connection_id", "entity_type", "local_id", name="uq_outbox_entity"),
     sa.Index("ix_outbox_due", "connection_id", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_parent", "connection_id", "parent_id"),
 )
 
 inbox_events = sa.Table(

@@ -106,9 +106,12 @@ def test_paid_invoice() -> None:
     assert again[0].dedupe_key == event.dedupe_key  # re-delivery, formatted differently
 
 
-def test_paid_without_payment_date_uses_invoice_date() -> None:
+def test_paid_without_payment_date_uses_delivery_time_and_says_so() -> None:
     [event] = parse({"invoice": {"invoice_id": "9", "status": "paid", "total": "10", "date": "2024-04-01"}})
-    assert event.paid_on == dt.date(2024, 4, 1) and event.currency is None
+    assert event.paid_on == dt.datetime.now(dt.UTC).date() and event.currency is None
+    assert event.paid_on_source == "delivery time"
+    [again] = parse({"invoice": {"invoice_id": "9", "status": "paid", "total": "10", "date": "2024-04-01"}})
+    assert again.dedupe_key == event.dedupe_key  # stable whatever the day of the redelivery
 
 
 def test_void_partial_and_other_statuses() -> None:

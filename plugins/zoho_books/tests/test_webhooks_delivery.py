@@ -91,12 +91,18 @@ def test_paid_invoice_webhook(zoho: Zoho, receiver: Receiver) -> None:
     assert receiver.events[1].dedupe_key == event.dedupe_key
 
 
-def test_partial_payment_is_ignored(zoho: Zoho, receiver: Receiver) -> None:
+def test_partial_payments_each_reach_the_host_under_their_own_key(zoho: Zoho, receiver: Receiver) -> None:
     inv = pushed_invoice(zoho)
-    zoho.emulator.record_payment(zoho.org_id, inv["invoice_id"], amount="50", webhook_url=receiver.url,
-                                 secret=WEBHOOK_SECRET)
+    first, _ = zoho.emulator.record_payment(zoho.org_id, inv["invoice_id"], amount="50", webhook_url=receiver.url,
+                                            secret=WEBHOOK_SECRET)
     [event] = receiver.events
-    assert isinstance(event, Ignored) and "partially paid" in event.reason
+    assert isinstance(event, InvoicePaid) and event.amount == Decimal("50")
+    assert event.dedupe_key == f"payment:{first['payment_id']}:{inv['invoice_id']}"
+    assert event.remote_payment_id == first["payment_id"] and event.paid_on_source is None
+    second, _ = zoho.emulator.record_payment(zoho.org_id, inv["invoice_id"], webhook_url=receiver.url,
+                                             secret=WEBHOOK_SECRET, module="payment")
+    again = receiver.events[1:]
+    assert [e.dedupe_key for e in again] == [f"payment:{second['payment_id']}:{inv['invoice_id']}"]
 
 
 def test_void_webhook(zoho: Zoho, receiver: Receiver) -> None:

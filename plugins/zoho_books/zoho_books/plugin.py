@@ -11,13 +11,15 @@ from integration_core.models import (
     Customer,
     Event,
     Invoice,
+    Payment,
     ProviderInfo,
     RateLimit,
     RemoteInvoice,
+    RemotePayment,
     WebhookRequest,
 )
 
-from . import config, oauth, operations, webhooks
+from . import config, oauth, operations, payments, webhooks
 
 if TYPE_CHECKING:
     import click
@@ -85,13 +87,23 @@ def void_remote_invoice(ctx: ProviderContext, remote_invoice_id: str) -> None:
 
 
 @hookimpl
+def push_payment(ctx: ProviderContext, payment: Payment, invoice: Invoice, remote_invoice_id: str) -> RemotePayment:
+    return payments.push_payment(ctx, payment, invoice, remote_invoice_id)
+
+
+@hookimpl
+def find_payment(ctx: ProviderContext, payment: Payment, remote_invoice_id: str) -> RemotePayment | None:
+    return payments.find_payment(ctx, payment, remote_invoice_id)
+
+
+@hookimpl
 def verify_webhook(ctx: ProviderContext, request: WebhookRequest) -> bool:
     return webhooks.verify(ctx.secrets.get("webhook_secret"), request)
 
 
 @hookimpl
 def parse_event(ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
-    return webhooks.parse(request)
+    return webhooks.parse(request, str(ctx.settings.get("organization_id") or "") or None)
 
 
 @hookimpl

@@ -19,7 +19,9 @@ from urllib.parse import parse_qs
 from integration_core.errors import WebhookRejected
 from integration_core.models import CustomerCreated, Event, Ignored, InvoicePaid, InvoiceVoided, WebhookRequest
 
+from . import payment_events
 from .payloads import to_decimal
+from .payment_events import PAYMENT_MODULES
 
 SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
 _SECRET_RE = re.compile(r"^[A-Za-z0-9]{12,50}$")
@@ -101,7 +103,7 @@ def _document(request: WebhookRequest) -> Any:
     for key in ("JSONString", "jsonstring", "payload"):
         if form.get(key):
             return _load_json(next(iter(form[key])))
-    for key in ("invoice", "contact"):
+    for key in ("invoice", "contact", *PAYMENT_MODULES):
         if form.get(key):
             return {key: _load_json(next(iter(form[key])))}
     body = request.body.strip()
@@ -136,22 +138,51 @@ def _body_key(request: WebhookRequest) -> str:
     return hashlib.sha256(request.body).hexdigest()[:32]
 
 
-def parse(request: WebhookRequest) -> list[Event]:
-    """Normalized events of one delivery (Zoho sends one record per delivery)."""
+def parse(request: WebhookRequest, organization_id: str | None = None) -> list[Event]:
+    """Normalized events of one delivery (Zoho sends one record per delivery).
+
+    ``organization_id``: the connection's organization; a record naming another one is refused (400)."""
     doc = _document(request)
     if not isinstance(doc, dict):
         raise WebhookRejected("webhook JSON must be an object", status=400)
+    payment = next((doc[k] for k in PAYMENT_MODULES if isinstance(doc.get(k), dict)), None)
+    record = doc.get("invoice") if isinstance(doc.get("invoice"), dict) else None
+    record = record or (doc.get("contact") if isinstance(doc.get("contact"), dict) else None) or payment or doc
+    _check_organization(record, doc, organization_id)
+    if payment is not None:
+        form, _ = _form_of(request)
+        return payment_events.parse_payment(payment, deleted=payment_events.is_deleted(request.query, form))
     if isinstance(doc.get("invoice"), dict):
-        return [parse_invoice(doc["invoice"])]
+        return parse_invoice_events(doc["invoice"])
     if isinstance(doc.get("contact"), dict):
         return [parse_contact(doc["contact"])]
     if "invoice_id" in doc:
-        return [parse_invoice(doc)]
+        return parse_invoice_events(doc)
     if "contact_id" in doc:
         return [parse_contact(doc)]
     modules = ", ".join(sorted(str(k) for k in doc)[:5]) or "nothing"
     return [Ignored(dedupe_key=f"unknown:{_body_key(request)}",
-                    reason=f"not an invoice or contact webhook (keys: {modules})")]
+                    reason=f"not an invoice, payment or contact webhook (keys: {modules})")]
+
+
+def _check_organization(record: Mapping[str, Any], doc: Mapping[str, Any], organization_id: str | None) -> None:
+    """Where a payload names its organization (ZOHO_BOOKS.md: some modules do), it must be the connection's."""
+    named = _id(record.get("organization_id")) or _id(doc.get("organization_id"))
+    if organization_id and named and named != str(organization_id):
+        raise WebhookRejected(
+            f"webhook names organization {named}, but this connection is for organization {organization_id}",
+            status=400)
+
+
+def parse_invoice_events(data: Mapping[str, Any]) -> list[Event]:
+    """An invoice record: its listed ``payments`` one by one when it is (partly) paid, else as below."""
+    invoice_id = _id(data.get("invoice_id"))
+    status = str(data.get("status") or "").strip().lower()
+    if invoice_id is not None and status in ("paid", "partially_paid"):
+        events = payment_events.invoice_payments(data, invoice_id)
+        if events is not None:
+            return events
+    return [parse_invoice(data)]
 
 
 def parse_invoice(data: Mapping[str, Any]) -> Event:
@@ -171,21 +202,20 @@ def parse_invoice(data: Mapping[str, Any]) -> Event:
             amount = to_decimal(data.get("payment_made"))
         if amount is None or amount < 0:
             raise WebhookRejected(f"paid invoice {invoice_id} webhook has no valid total", status=400)
-        paid_on = _date(data.get("last_payment_date")) or _date(data.get("date")) \
-            or _date(data.get("last_modified_time"))
-        if paid_on is None:
-            raise WebhookRejected(f"paid invoice {invoice_id} webhook has no payment date", status=400)
+        # The invoice's last payment date, else the delivery time; the event says which (paid_on_source).
+        paid_on, source = payment_events.paid_on(None, data.get("last_payment_date"))
         currency = str(data.get("currency_code") or "").strip().upper() or None
         payment_made = to_decimal(data.get("payment_made"))
         key_amount = payment_made if payment_made is not None else amount
         return InvoicePaid(
-            dedupe_key=f"invoice:{invoice_id}:paid:{data.get('last_payment_date') or paid_on.isoformat()}:"
+            dedupe_key=f"invoice:{invoice_id}:paid:{data.get('last_payment_date') or 'undated'}:"
                        f"{key_amount.normalize():f}",
             remote_invoice_id=invoice_id,
             amount=amount,
             currency=currency if len(currency or "") == 3 and (currency or "").isascii()
             and (currency or "").isalpha() else None,
             paid_on=paid_on,
+            paid_on_source=None if source == "invoice last payment date" else source,
         )
     if status == "void":
         return InvoiceVoided(dedupe_key=f"invoice:{invoice_id}:void", remote_invoice_id=invoice_id)

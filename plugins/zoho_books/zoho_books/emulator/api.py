@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import payments
 from .errors import METHOD_NOT_ALLOWED, ORG_NOT_ASSOCIATED, ORG_REQUIRED, ZohoError, invalid, mandatory
 from .httpio import Request, Response
 from .limits import RateLimiter
@@ -90,6 +91,8 @@ class BooksApi:
         self.limiter = limiter
         self.counters = counters
         self.guard = guard
+        # Called after a payment was created, deleted or refunded over HTTP: (org_id, event, payment).
+        self.on_payment: Callable[[str, str, dict[str, Any]], None] | None = None
         self.routes: list[Route] = []
         r = self._route
         r("GET", "/organizations", self.list_orgs, "settings", "READ", needs_org=False)
@@ -108,6 +111,7 @@ class BooksApi:
         r("POST", "/invoices/{invoice_id}/status/void", self.mark_void, "invoices", "UPDATE")
         r("POST", "/customerpayments", self.create_payment, "customerpayments", "CREATE")
         r("GET", "/customerpayments/{payment_id}", self.get_payment, "customerpayments", "READ")
+        payments.register_routes(self)  # list, delete, refund (emulator/payments.py)
 
     def _route(
         self, method: str, template: str, handler: Handler, module: str, op: str, needs_org: bool = True
@@ -299,6 +303,8 @@ class BooksApi:
     # ----------------------------------------------------------------- payments
     def create_payment(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
         payment = self.state.create_payment(org_id, req.payload())
+        if self.on_payment is not None:
+            self.on_payment(org_id, "created", payment)
         return self._ok("payment", payment, "The payment has been recorded.", 201)
 
     def get_payment(self, req: Request, org_id: str, params: dict[str, str]) -> Response:

@@ -18,8 +18,10 @@ from .faults import FaultInjector
 from .httpio import MAX_BODY, Request, Response, jsonable
 from .limits import LimitConfig, RateLimiter
 from .oauth import ALL_SCOPES, OAuthConfig, OAuthServer
+from .payments import delete_payment, refund_payment
 from .state import BooksState
-from .webhooks import WebhookDelivery, contact_record, invoice_record, send_webhook
+from .subscriptions import PaymentWebhooks
+from .webhooks import WebhookDelivery, contact_record, invoice_record, payment_record, send_webhook
 
 log = logging.getLogger(__name__)
 SOCKET_KEY = "zoho_emulator.socket"
@@ -121,6 +123,8 @@ class Emulator:
         self.lock = threading.RLock()
         self.state.lock = self.oauth.lock = self.limiter.lock = self.faults.lock = self.counters.lock = self.lock
         self.api = BooksApi(self.state, self.oauth, self.limiter, self.counters, self._guard)
+        self.webhooks = PaymentWebhooks(self.state)  # payment webhooks sent as Zoho sends them
+        self.api.on_payment = self.webhooks.notify
         self.verbose = verbose
         self._server: _ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -212,6 +216,7 @@ class Emulator:
         self.limiter.reset()
         self.faults.clear()
         self.counters.reset()
+        self.webhooks.clear()
 
     # ----------------------------------------------------------------- faults
     def fail_next(self, count: int = 1, status: int = 500, method: str | None = None,
@@ -284,8 +289,11 @@ class Emulator:
     def record_payment(
         self, org_id: str, invoice_id: str, amount: Any = None, payment_mode: str = "banktransfer",
         date: str | None = None, webhook_url: str | None = None, secret: str | None = None,
+        module: str = "invoice",
     ) -> tuple[dict[str, Any], WebhookDelivery | None]:
-        """Pay an invoice (its whole balance by default) and optionally emit the invoice webhook."""
+        """Pay an invoice (its whole balance by default), as a user does in Zoho, and optionally emit the
+        ``invoice`` webhook (or the ``payment`` one) at once; subscriptions (``subscribe_webhooks``) are
+        notified as for a payment made over the API."""
         inv = self.state.invoice(org_id, invoice_id)
         applied = inv["balance"] if amount is None else amount
         payment = self.state.create_payment(org_id, {
@@ -295,8 +303,30 @@ class Emulator:
         })
         delivery = None
         if webhook_url:
-            delivery = self.send_webhook(webhook_url, "invoice", self.invoice_webhook(org_id, invoice_id), secret)
+            record = (self.invoice_webhook(org_id, invoice_id) if module == "invoice"
+                      else payment_record(self.state, org_id, payment))
+            delivery = self.send_webhook(webhook_url, module, record, secret)
+        self.webhooks.notify(org_id, "created", payment)
         return jsonable(payment), delivery
+
+    def subscribe_webhooks(self, org_id: str, url: str, secret: str | None,
+                           modules: Iterable[str] = ("payment",)) -> None:
+        """Send webhooks for every payment created, refunded or deleted in this organization from now on."""
+        self.webhooks.subscribe(org_id, url, secret, tuple(modules))
+
+    def wait_webhooks(self, timeout: float = 10.0) -> bool:
+        return self.webhooks.wait_idle(timeout)
+
+    def delete_payment(self, org_id: str, payment_id: str) -> dict[str, Any]:
+        """Delete a payment as a user does in Zoho (its invoices get their balance back); subscriptions hear."""
+        deleted = delete_payment(self.state, org_id, payment_id)
+        self.webhooks.notify(org_id, "deleted", deleted)
+        return jsonable(deleted)
+
+    def refund_payment(self, org_id: str, payment_id: str, amount: Any) -> dict[str, Any]:
+        refund = refund_payment(self.state, org_id, payment_id, {"amount": amount})
+        self.webhooks.notify(org_id, "refunded", self.state.payment(org_id, payment_id))
+        return jsonable(refund)
 
     def void_invoice(self, org_id: str, invoice_id: str, webhook_url: str | None = None,
                      secret: str | None = None) -> tuple[dict[str, Any], WebhookDelivery | None]:

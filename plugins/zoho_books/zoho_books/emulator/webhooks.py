@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .httpio import dumps, jsonable
+from .payments import invoice_payments
 from .signing import SIGNATURE_HEADER, sign
 from .state import BooksState
 
@@ -39,6 +40,14 @@ def invoice_record(state: BooksState, org_id: str, invoice_id: str) -> dict[str,
     The default Books payload carries every field of the record; INVOICE_FIELDS are the ones receivers use.
     """
     record = state.invoice(org_id, invoice_id)
+    record["organization_id"] = org_id
+    record["payments"] = invoice_payments(state, org_id, invoice_id)  # as the invoice record lists them
+    return jsonable(record)
+
+
+def payment_record(state: BooksState, org_id: str, payment: Mapping[str, Any]) -> dict[str, Any]:
+    """A customer payment as the `payment` object of a Books webhook (the record of customer-payments.yml)."""
+    record = dict(payment)
     record["organization_id"] = org_id
     return jsonable(record)
 
