@@ -2,11 +2,11 @@
 
 200 host invoices are pushed to the Zoho Books emulator (so they are linked from our side); then Zoho-side
 events happen: 120 invoices paid (30 of them first partly, then in full: two payments), 60 voids, 20
-payments of invoices that were never ours, 150 new customers (60 matching a host customer by email, 90 new) and 10 vendors. Their
-webhooks, signed with the connection's secret, are delivered 3,000 times over HTTP to the real dispatcher
-server from 16 threads: every event at least once, duplicates, shuffled order (a "paid" may come before
-its "partially paid": the paid invoice's record lists both payments), and byte-different bodies of one
-event (key order varies, as retried senders do).
+payments of invoices that were never ours, 150 new customers (60 matching a host customer by email, 90
+new) and 10 vendors. Their webhooks, signed with the connection's secret, are delivered 3,000 times over
+HTTP to the real dispatcher server from 16 threads: every event at least once, duplicates, shuffled order
+(a "paid" may come before its "partially paid": the paid invoice's record lists both payments), and
+byte-different bodies of one event (key order varies, as retried senders do).
 
 Each hook call the core makes into the host is counted (the reference host's own unique key is not relied
 on): one ``record_payment`` per payment (150), one ``void_invoice`` per void, one ``create_customer`` per new
