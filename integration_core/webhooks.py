@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from . import inbound
 from .bootstrap import hub_from_env
 from .errors import IntegrationError, WebhookRejected
-from .models import ConnectionStatus, CustomerCreated, Ignored, InvoicePaid, InvoiceVoided, WebhookRequest
+from .models import EVENT_TYPES, ConnectionStatus, WebhookRequest
 from .redact import log_internal
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PREFIX = "/v1/webhooks/"
 CALLBACK_PATH = "/v1/oauth/callback"
 HEALTH_PATH = "/healthz"
-_EVENT_TYPES = (InvoicePaid, InvoiceVoided, CustomerCreated, Ignored)
+_EVENT_TYPES = tuple(EVENT_TYPES.values())  # every normalized event kind of models
 _SEGMENT = re.compile(r"^[^\x00-\x1f\x7f/]{1,200}$")
 _READ_CHUNK = 64 * 1024
 

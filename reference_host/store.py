@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from integration_core.hookspecs import hookimpl
-from integration_core.models import Customer, Invoice, LineItem
+from integration_core.models import Customer, Invoice, LineItem, Payment
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS invoice_lines (
 CREATE TABLE IF NOT EXISTS payments (
     id INTEGER PRIMARY KEY AUTOINCREMENT, payment_key TEXT NOT NULL UNIQUE, invoice_id TEXT NOT NULL,
     amount TEXT NOT NULL, currency TEXT, paid_on TEXT NOT NULL, recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reversals (
+    reversal_key TEXT PRIMARY KEY, payment_key TEXT NOT NULL, invoice_id TEXT NOT NULL, amount TEXT NOT NULL,
+    reason TEXT NOT NULL, recorded_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -103,11 +107,38 @@ class ReferenceHost:
                 (payment_key, invoice_id, str(amount), currency, paid_on.isoformat(),
                  dt.datetime.now(dt.UTC).isoformat()),
             )
-            paid = self._paid(db, invoice_id)
-            if inv["status"] != "void":
-                status = "paid" if paid >= Decimal(inv["total"]) else "partially_paid"
-                db.execute("UPDATE invoices SET status = ? WHERE id = ?", (status, invoice_id))
+            self._settle(db, inv)
             return int(cur.lastrowid or 0)
+
+    @hookimpl
+    def reverse_payment(
+        self,
+        tenant_id: str,
+        environment_id: str,
+        invoice_id: str,
+        payment_key: str,
+        amount: Decimal,
+        reason: str,
+        reversal_key: str,
+    ) -> None:
+        """Once per ``reversal_key``. A deletion takes the whole payment back; for a refund ``amount`` is what
+        has been refunded of that payment so far, so the largest one counts (order does not matter)."""
+        with self._db() as db:
+            inv = self._invoice_row(db, tenant_id, environment_id, invoice_id)
+            db.execute(
+                "INSERT INTO reversals (reversal_key, payment_key, invoice_id, amount, reason, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (reversal_key) DO NOTHING",
+                (reversal_key, payment_key, invoice_id, str(amount), reason, dt.datetime.now(dt.UTC).isoformat()),
+            )
+            self._settle(db, inv)
+
+    def _settle(self, db: sqlite3.Connection, inv: Any) -> None:
+        """The invoice's status from what is paid (unless it is void)."""
+        if inv["status"] == "void":
+            return
+        paid = self._paid(db, inv["id"])
+        status = "paid" if paid >= Decimal(inv["total"]) else "partially_paid" if paid > 0 else "open"
+        db.execute("UPDATE invoices SET status = ? WHERE id = ?", (status, inv["id"]))
 
     @hookimpl
     def void_invoice(self, tenant_id: str, environment_id: str, invoice_id: str) -> None:
@@ -195,6 +226,30 @@ class ReferenceHost:
             lines=[LineItem(description=r["description"], amount=Decimal(r["amount"])) for r in lines],
         )
 
+    def add_payment(
+        self, tenant_id: str, environment_id: str, invoice_id: str, amount: Decimal | str, *,
+        method: str | None = None, reference: str | None = None, paid_on: dt.date | None = None,
+    ) -> Payment:
+        """Record a payment made on the billing side (a card charge, a matched transfer); returns the
+        ``Payment`` to hand to ``hub.submit_payment``. Its id is its ``payment_key`` here."""
+        with self._db() as db:
+            inv = self._invoice_row(db, tenant_id, environment_id, invoice_id)
+            payment = Payment(id=self._next_id(db, "pay"), invoice_id=invoice_id, amount=Decimal(str(amount)),
+                              currency=inv["currency"], paid_on=paid_on or dt.date.today(), method=method,
+                              reference=reference)
+            db.execute(
+                "INSERT INTO payments (payment_key, invoice_id, amount, currency, paid_on, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (payment.id, invoice_id, str(payment.amount), payment.currency, payment.paid_on.isoformat(),
+                 dt.datetime.now(dt.UTC).isoformat()),
+            )
+            self._settle(db, inv)
+        return payment
+
+    def void(self, tenant_id: str, environment_id: str, invoice_id: str) -> None:
+        """Void an invoice on the billing side (then ``hub.submit_void`` voids it in the accounting system)."""
+        self.void_invoice(tenant_id, environment_id, invoice_id)
+
     # --- reading (the demo's summary, tests) --------------------------------------------------------
 
     def invoice(self, invoice_id: str) -> dict[str, Any]:
@@ -235,8 +290,22 @@ class ReferenceHost:
 
     @staticmethod
     def _paid(db: sqlite3.Connection, invoice_id: str) -> Decimal:
-        amounts = db.execute("SELECT amount FROM payments WHERE invoice_id = ?", (invoice_id,)).fetchall()
-        return sum((Decimal(r["amount"]) for r in amounts), Decimal("0"))
+        """Payments less what was taken back: a deleted payment entirely, a refunded one by its largest
+        refunded total."""
+        amounts = db.execute("SELECT payment_key, amount FROM payments WHERE invoice_id = ?", (invoice_id,)).fetchall()
+        paid = {r["payment_key"]: Decimal(r["amount"]) for r in amounts}
+        back: dict[str, Decimal] = {}
+        for r in db.execute("SELECT payment_key, amount, reason FROM reversals WHERE invoice_id = ?", (invoice_id,)):
+            key = r["payment_key"]
+            amount = paid.get(key, Decimal(r["amount"])) if r["reason"] == "deleted" else Decimal(r["amount"])
+            back[key] = max(back.get(key, Decimal(0)), amount)
+        return sum(paid.values(), Decimal("0")) - sum(back.values(), Decimal("0"))
+
+    def reversals(self, invoice_id: str | None = None) -> list[dict[str, Any]]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM reversals WHERE ? IS NULL OR invoice_id = ? ORDER BY recorded_at",
+                              (invoice_id, invoice_id)).fetchall()
+        return [dict(r) for r in rows]
 
 
 def from_env() -> ReferenceHost:
