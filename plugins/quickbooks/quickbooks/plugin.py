@@ -11,13 +11,15 @@ from integration_core.models import (
     Customer,
     Event,
     Invoice,
+    Payment,
     ProviderInfo,
     RateLimit,
     RemoteInvoice,
+    RemotePayment,
     WebhookRequest,
 )
 
-from . import config, inbound, oauth, operations, webhooks
+from . import config, inbound, oauth, operations, payments, webhooks
 
 if TYPE_CHECKING:
     import click
@@ -83,6 +85,16 @@ def find_invoice(ctx: ProviderContext, invoice: Invoice) -> RemoteInvoice | None
 @hookimpl
 def void_remote_invoice(ctx: ProviderContext, remote_invoice_id: str) -> None:
     operations.void_remote_invoice(ctx, remote_invoice_id)
+
+
+@hookimpl
+def push_payment(ctx: ProviderContext, payment: Payment, invoice: Invoice, remote_invoice_id: str) -> RemotePayment:
+    return payments.push_payment(ctx, payment, invoice, remote_invoice_id)
+
+
+@hookimpl
+def find_payment(ctx: ProviderContext, payment: Payment, remote_invoice_id: str) -> RemotePayment | None:
+    return payments.find_payment(ctx, payment, remote_invoice_id)
 
 
 @hookimpl
