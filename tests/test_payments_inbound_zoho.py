@@ -25,7 +25,7 @@ from tests.workers.helpers import FAST
 from tests.workers.zoho import WEBHOOK_SECRET, zoho_connection
 
 pytest.importorskip("zoho_books")
-from zoho_books.emulator import SIGNATURE_HEADER, sign  # noqa: E402
+from zoho_books.emulator import SIGNATURE_HEADER, sign
 
 
 class World:
@@ -88,7 +88,7 @@ def test_two_partial_payments_in_zoho_reach_the_host_as_two_payments(world: Worl
 
 @pytest.mark.parametrize("fault", [None, "lost", "error_after_commit"])
 def test_the_webhook_after_our_own_payment_records_nothing(world: World, fault: str | None) -> None:
-    inv, remote = world.invoice("100.00")
+    inv, _ = world.invoice("100.00")
     payment = world.host.add_payment("t1", "prod", inv.id, "100.00", method="card")
     if fault:  # Zoho records it, the answer is lost: the webhook arrives while our outcome is unknown
         world.emulator.faults.add(fault, 1, "POST", "/books/v3/customerpayments")
@@ -122,7 +122,7 @@ def test_a_deleted_zoho_payment_reaches_reverse_payment_once(world: World) -> No
 
 
 def test_our_own_payment_deleted_in_zoho_is_taken_back_under_its_host_id(world: World) -> None:
-    inv, remote = world.invoice("100.00")
+    inv, _ = world.invoice("100.00")
     payment = world.host.add_payment("t1", "prod", inv.id, "25.00", method="cash")
     world.hub.submit_payment("t1", "prod", payment)
     drain_until_idle(world.hub, 30, settings=FAST)

@@ -20,7 +20,8 @@ def payment(n: int, inv: int, amount: str, **kw: Any) -> Payment:
 
 
 def ours(emu: Any, realm: str, payment_id: str) -> list[dict[str, Any]]:
-    return [p for p in emu.records(realm, "Payment") if p.get("PrivateNote") == f"integration-core payment {payment_id}"]
+    note = f"integration-core payment {payment_id}"
+    return [p for p in emu.records(realm, "Payment") if p.get("PrivateNote") == note]
 
 
 @pytest.mark.parametrize("fault", [None, "lost", "lost_as_error", "error", "rate_limit"])
