@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from integration_core.cli import main
 from integration_core.config import Config
 from integration_core.hub import Hub
-from integration_core.models import TaskStatus
+from integration_core.models import Payment, TaskStatus
 from integration_core.outbox import Outbound, find_task
 from integration_core.providers import ledger as ledger_mod
 from tests.providers import faulty
@@ -41,7 +41,7 @@ def test_permanent_failure_fixed_by_operator_retry(hub: Hub, run) -> None:  # ty
     assert task.status == TaskStatus.FAILED
 
     out = run("tasks", "list", "--status", "failed")
-    assert f"{task.id:>7}  failed" in out and "inv-1" in out and "injected validation error" in out
+    assert f"{task.id:>7}  invoice  failed" in out and "inv-1" in out and "injected validation error" in out
     assert "inv-2" not in out
     listed = json.loads(run("tasks", "list", "--connection", conn.id, "--json"))
     assert {t["local_id"]: t["status"] for t in listed} == {"inv-1": "failed", "inv-2": "done"}
@@ -83,3 +83,24 @@ def test_show_unknown_task(hub: Hub, run) -> None:  # type: ignore[no-untyped-de
     assert "no task 999" in run("tasks", "show", "999", code=1)
     assert "no tasks" in run("tasks", "list")
     assert "no connections" in run("status")
+
+
+def test_payment_and_void_tasks_listed_beside_invoices(hub: Hub, run) -> None:  # type: ignore[no-untyped-def]
+    conn, _account = add_connection(hub, "faulty")
+    hub.submit_invoice("t1", "prod", invoice(1))
+    hub.submit_payment("t1", "prod", Payment(id="pay-1", invoice_id="inv-1", amount="40.00", currency="USD",
+                                             paid_on="2026-01-20", method="card", reference="CH-1"))
+    hub.submit_void("t1", "prod", "inv-9")
+    out = run("tasks", "list")
+    kinds = {line.split()[3]: line.split()[1] for line in out.splitlines()[1:]}
+    assert kinds == {"inv-1": "invoice", "pay-1": "payment", "inv-9": "void"}
+    only = json.loads(run("tasks", "list", "--kind", "payment", "--json"))
+    assert [(t["entity_type"], t["local_id"]) for t in only] == [("payment", "pay-1")]
+    payment_task = find_task(hub, conn.id, "pay-1", entity_type="payment")
+    shown = run("tasks", "show", str(payment_task.id))
+    assert "payment      40.00 USD on invoice inv-1, paid 2026-01-20 by card, reference CH-1" in shown
+    status = run("status")
+    rows = [line.split() for line in status.splitlines()[1:]]
+    assert [r[3] if i == 0 else r[0] for i, r in enumerate(rows)] == ["invoice", "payment", "void"]
+    (row,) = json.loads(run("status", "--json"))
+    assert {k: v["pending"] for k, v in row["tasks_by_kind"].items()} == {"invoice": 1, "payment": 1, "void": 1}

@@ -12,12 +12,14 @@ import click
 
 from ..backfill import backfill as run_backfill
 from ..bootstrap import hub_from_env
+from ..mapping import INVOICE, PAYMENT, VOID
 from ..models import TaskStatus
 from ..outbox import connection_summaries, get_task, list_tasks, retry_failed, retry_task, task_history
 from ..scheduler import run_worker
 from .app import main
 
 STATUSES = [s.value for s in TaskStatus]
+KINDS = [INVOICE, PAYMENT, VOID]
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -36,18 +38,19 @@ def _short(text: str | None, width: int = 60) -> str:
 
 @main.group()
 def tasks() -> None:
-    """Outbound tasks: one per invoice and connection."""
+    """Outbound tasks: one per invoice, payment or void and connection."""
 
 
 @tasks.command("list")
 @click.option("--status", type=click.Choice(STATUSES))
 @click.option("--connection", "connection_id", help="Only this connection's tasks.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--kind", type=click.Choice(KINDS), help="Only tasks of this kind.")
 @click.option("--json", "as_json", is_flag=True)
-def tasks_list(status: str | None, connection_id: str | None, limit: int, as_json: bool) -> None:
-    """The newest tasks first."""
+def tasks_list(status: str | None, connection_id: str | None, limit: int, kind: str | None, as_json: bool) -> None:
+    """The newest tasks first: invoices, payments and voids (the KIND column)."""
 
-    rows = list_tasks(hub_from_env(), status=status, connection_id=connection_id, limit=limit)
+    rows = list_tasks(hub_from_env(), status=status, connection_id=connection_id, limit=limit, entity_type=kind)
     if as_json:
         click.echo(json.dumps([_task_dict(t) for t in rows], indent=2, default=str))
         return
@@ -55,11 +58,13 @@ def tasks_list(status: str | None, connection_id: str | None, limit: int, as_jso
         click.echo("no tasks")
         return
     click.echo(
-        f"{'ID':>7}  {'STATUS':<9}  {'INVOICE':<20}  {'ATT':>3}  {'CONNECTION':<36}  {'UPDATED':<19}  LAST ERROR"
+        f"{'ID':>7}  {'KIND':<7}  {'STATUS':<9}  {'LOCAL ID':<20}  {'ATT':>3}  {'CONNECTION':<36}  {'UPDATED':<19}  "
+        "LAST ERROR"
     )
     for t in rows:
         click.echo(
-            f"{t.id:>7}  {t.status:<9}  {_short(t.local_id, 20):<20}  {t.attempts:>3}  {t.connection_id:<36}  "
+            f"{t.id:>7}  {t.entity_type:<7}  {t.status:<9}  {_short(t.local_id, 20):<20}  {t.attempts:>3}  "
+            f"{t.connection_id:<36}  "
             f"{_when(t.updated_at):<19}  {_short(t.last_error, 50)}"
         )
 
@@ -86,7 +91,7 @@ def _task_dict(t: Any) -> dict[str, Any]:
 @tasks.command("show")
 @click.argument("task_id", type=int)
 def tasks_show(task_id: int) -> None:
-    """A task's invoice summary, attempts, last error and full history."""
+    """A task's invoice, payment or void summary, attempts, last error and full history."""
 
     hub = hub_from_env()
     t = get_task(hub, task_id)
@@ -97,8 +102,16 @@ def tasks_show(task_id: int) -> None:
     customer = p.get("customer") or {}
     click.echo(f"task {t.id}: {t.entity_type} {t.local_id} → {conn.provider} {conn.name} ({conn.id})")
     click.echo(f"  status       {t.status}{' (outcome of an attempt uncertain)' if t.uncertain else ''}")
-    click.echo(f"  invoice      {p.get('number')} for {customer.get('name')} <{customer.get('email') or '-'}>, "
-               f"{len(lines)} line(s), total {total} {p.get('currency')}, issued {p.get('issue_date')}")
+    if t.entity_type == PAYMENT:
+        via = f" by {p.get('method')}" if p.get("method") else ""
+        ref = f", reference {p.get('reference')}" if p.get("reference") else ""
+        click.echo(f"  payment      {p.get('amount')} {p.get('currency')} on invoice {p.get('invoice_id')}, "
+                   f"paid {p.get('paid_on')}{via}{ref}")
+    elif t.entity_type == VOID:
+        click.echo(f"  void         invoice {p.get('invoice_id')} (after any pending push of it)")
+    else:
+        click.echo(f"  invoice      {p.get('number')} for {customer.get('name')} <{customer.get('email') or '-'}>, "
+                   f"{len(lines)} line(s), total {total} {p.get('currency')}, issued {p.get('issue_date')}")
     click.echo(f"  attempts     {t.attempts} (submitted {t.submissions} time(s))")
     click.echo(f"  next attempt {_when(t.next_attempt_at) if t.status == TaskStatus.PENDING else '-'}")
     click.echo(f"  remote id    {t.remote_id or '-'}")
@@ -155,17 +168,23 @@ def status_cmd(as_json: bool) -> None:
         click.echo("no connections")
         return
     header = (
-        f"{'PROVIDER':<12} {'TENANT/ENV':<24} {'STATUS':<12} {'PEND':>6} {'FLIGHT':>6} {'FAIL':>5} {'DEAD':>5} "
-        f"{'PAUSE':>5} {'LAST SUCCESS':<19}  LAST ERROR"
+        f"{'PROVIDER':<12} {'TENANT/ENV':<24} {'STATUS':<12} {'KIND':<7} {'PEND':>6} {'FLIGHT':>6} {'FAIL':>5} "
+        f"{'DEAD':>5} {'PAUSE':>5} {'DONE':>6} {'LAST SUCCESS':<19}  LAST ERROR"
     )
     click.echo(header)
     for s in rows:
-        n = s.counts
-        click.echo(
-            f"{_short(s.provider, 12):<12} {_short(s.tenant_id + '/' + s.environment_id, 24):<24} {s.status:<12} "
-            f"{n.get('pending', 0):>6} {n.get('in_flight', 0):>6} {n.get('failed', 0):>5} {n.get('dead', 0):>5} "
-            f"{n.get('paused', 0):>5} {_when(s.last_success_at):<19}  {_short(s.last_error, 50)}"
-        )
+        # One line per task kind (invoices, payments, voids), the connection's columns on its first line.
+        kinds = sorted(s.counts_by_kind.items(), key=lambda kv: KINDS.index(kv[0]) if kv[0] in KINDS else 99)
+        for i, (kind, n) in enumerate(kinds or [("-", {})]):
+            first = i == 0
+            click.echo(
+                f"{_short(s.provider, 12) if first else '':<12} "
+                f"{_short(s.tenant_id + '/' + s.environment_id, 24) if first else '':<24} "
+                f"{s.status if first else '':<12} {kind:<7} "
+                f"{n.get('pending', 0):>6} {n.get('in_flight', 0):>6} {n.get('failed', 0):>5} {n.get('dead', 0):>5} "
+                f"{n.get('paused', 0):>5} {n.get('done', 0):>6} {_when(s.last_success_at) if first else '':<19}  "
+                f"{_short(s.last_error, 50) if first else ''}"
+            )
 
 
 def _summary_dict(s: Any) -> dict[str, Any]:
@@ -177,6 +196,8 @@ def _summary_dict(s: Any) -> dict[str, Any]:
         "name": s.name,
         "status": s.status,
         "tasks": {status: s.counts.get(status, 0) for status in STATUSES},
+        "tasks_by_kind": {kind: {status: n.get(status, 0) for status in STATUSES}
+                          for kind, n in s.counts_by_kind.items()},
         "next_due_at": s.next_due_at,
         "last_error": s.last_error,
         "last_success_at": s.last_success_at,

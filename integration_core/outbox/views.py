@@ -82,12 +82,20 @@ def find_task(hub: Hub, connection_id: str, local_id: str, entity_type: str = IN
 
 
 def list_tasks(
-    hub: Hub, *, status: str | None = None, connection_id: str | None = None, limit: int = 100
+    hub: Hub,
+    *,
+    status: str | None = None,
+    connection_id: str | None = None,
+    limit: int = 100,
+    entity_type: str | None = None,
 ) -> list[TaskInfo]:
+    """Newest first; ``entity_type`` is a task kind (``invoice``, ``payment``, ``void``)."""
     t = outbox_tasks.c
     query = sa.select(outbox_tasks).order_by(t.id.desc()).limit(limit)
     if status is not None:
         query = query.where(t.status == status)
+    if entity_type is not None:
+        query = query.where(t.entity_type == entity_type)
     if connection_id is not None:
         query = query.where(t.connection_id == connection_id)
     with hub.engine.connect() as db:
@@ -111,6 +119,8 @@ class ConnectionSummary:
     next_due_at: dt.datetime | None
     last_error: str | None
     last_success_at: dt.datetime | None
+    # Task counts per kind (invoice, payment, void), then per status.
+    counts_by_kind: Mapping[str, Mapping[str, int]] = attrs.field(factory=dict)
 
 
 def connection_summaries(hub: Hub) -> list[ConnectionSummary]:
@@ -119,10 +129,13 @@ def connection_summaries(hub: Hub) -> list[ConnectionSummary]:
     t = outbox_tasks.c
     with hub.engine.connect() as db:
         counts: dict[str, dict[str, int]] = {}
-        for cid, status, n in db.execute(
-            sa.select(t.connection_id, t.status, sa.func.count()).group_by(t.connection_id, t.status)
+        by_kind: dict[str, dict[str, dict[str, int]]] = {}
+        for cid, kind, status, n in db.execute(
+            sa.select(t.connection_id, t.entity_type, t.status, sa.func.count())
+            .group_by(t.connection_id, t.entity_type, t.status)
         ):
-            counts.setdefault(cid, {})[status] = n
+            counts.setdefault(cid, {})[status] = counts.get(cid, {}).get(status, 0) + n
+            by_kind.setdefault(cid, {}).setdefault(kind, {})[status] = n
         rows = db.execute(sa.select(connections).order_by(c.tenant_id, c.environment_id, c.provider)).fetchall()
     return [
         ConnectionSummary(
@@ -136,6 +149,7 @@ def connection_summaries(hub: Hub) -> list[ConnectionSummary]:
             next_due_at=r.next_due_at,
             last_error=r.last_error,
             last_success_at=r.last_success_at,
+            counts_by_kind=by_kind.get(r.id, {}),
         )
         for r in rows
     ]
