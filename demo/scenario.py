@@ -15,10 +15,13 @@ What happens, all on 127.0.0.1, nothing contacts a real Zoho host:
    a void, two customers created (one matching an existing host customer's email), a vendor, a payment
    on an invoice made in Zoho directly, and one forged delivery.
 7. A summary of Zoho, the host and the inbox, then the checks.
-8. A second tenant on QuickBooks Online (its local emulator) through the same core and host: OAuth with
+8. Payments both ways: a card payment recorded in billing is pushed to Zoho (``hub.submit_payment``) and
+   Zoho's webhooks about it record nothing (no echo); a partial payment made in Zoho comes back to billing
+   through Zoho's customer-payment webhook. Billing and Zoho agree on what is still open.
+9. A second tenant on QuickBooks Online (its local emulator) through the same core and host: OAuth with
    the company id in the redirect, two invoices pushed, one payment across both brought back by Intuit's
    signed thin webhook, each share once; a table shows both tenants side by side.
-9. The operator console: its URL and a one-time login are printed at the end. With ``--serve`` the
+10. The operator console: its URL and a one-time login are printed at the end. With ``--serve`` the
    emulator and the server keep running (Ctrl-C ends them), so the demo's data stays browsable there,
    with one more failed invoice (JPY) to fix and retry from the browser.
 """
@@ -26,6 +29,7 @@ What happens, all on 127.0.0.1, nothing contacts a real Zoho host:
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import shutil
@@ -396,6 +400,10 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         checks.expect(retried.status == "done" and z_gbp is not None and z_gbp["currency_code"] == "GBP",
                       f"{inv_gbp.number} is now in Zoho, in GBP", str(retried.last_error))
 
+        step("10a. Payments both ways: one recorded in billing goes to Zoho, a partial one made in Zoho comes back")
+        payments_both_ways(hub, conn.id, billing, emulator, org, remote[inv_eur.id], inv_eur, hook_url, checks,
+                           timeout)
+
         step("10b. A second tenant, on QuickBooks Online, through the same core and host")
         from . import quickbooks as qbo_tenant
 
@@ -453,3 +461,54 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         if checks.failed and log_path.exists():
             print("\n-- last lines of the server log --")
             print("\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
+
+
+def payments_both_ways(hub: Any, connection_id: str, billing: Any, emulator: Any, org: str,
+                       remote_id: str, invoice: Any, hook_url: str, checks: Checks, timeout: float) -> None:
+    """Step 10a: a card payment recorded in billing reaches Zoho (its echo records nothing), then a partial
+    payment made in Zoho reaches billing through Zoho's customer-payment webhook."""
+    from integration_core import inbound, outbox
+
+    # Zoho's workflow webhooks for customer payments and invoices, to our URL (what an operator configures).
+    emulator.subscribe_webhooks(org, hook_url, WEBHOOK_SECRET, modules=("payment", "invoice"))
+    ours = billing.add_payment(TENANT, ENVIRONMENT, invoice.id, "200.00", method="card", reference="ch_demo_0001",
+                               paid_on=dt.date(2026, 1, 22))
+    print(f"   billing records {ours.id}: 200.00 {ours.currency} by card on {invoice.number}; "
+          f"hub.submit_payment queues it")
+    hub.submit_payment(TENANT, ENVIRONMENT, ours)
+    task = wait_for(lambda: (t := outbox.find_task(hub, connection_id, ours.id, entity_type="payment"))
+                    and t.status in ("done", "failed", "dead") and t, timeout, "the scheduler to push the payment")
+    emulator.wait_webhooks()
+    zoho_payments = [p for p in emulator.payments(org) if p["reference_number"] == ours.id]
+    checks.expect(task.status == "done" and len(zoho_payments) == 1
+                  and Decimal(str(zoho_payments[0]["amount"])) == Decimal("200.00")
+                  and zoho_payments[0]["payment_mode"] == "creditcard",
+                  f"Zoho has exactly one payment {ours.id} of 200.00 EUR (creditcard) on {invoice.number}",
+                  str(task.last_error))
+
+    def echoes() -> list[dict[str, Any]] | None:
+        rows = [e for e in inbound.list_events(hub, connection_id=connection_id)
+                if "pushed from this side" in (e["reason"] or "")]
+        return rows or None
+
+    echoed = wait_for(echoes, timeout, "Zoho's webhooks about our own payment")
+    checks.expect(len(billing.payments(invoice.id)) == 1,
+                  "Zoho's webhooks about that payment recorded nothing in billing (no echo)",
+                  f"{len(echoed)} echo event(s), {len(billing.payments(invoice.id))} payment(s)")
+
+    made, _ = emulator.record_payment(org, remote_id, amount="100.00", date="2026-01-23",
+                                      payment_mode="banktransfer")
+    print(f"   in Zoho, a partial payment {made['payment_id']} of 100.00 EUR by bank transfer on {invoice.number}")
+    emulator.wait_webhooks()
+    wait_for(lambda: len(billing.payments(invoice.id)) == 2 or None, timeout, "billing to record the Zoho payment")
+    zoho_invoice = next(i for i in emulator.invoices(org) if i["invoice_id"] == remote_id)
+    host_invoice = billing.invoice(invoice.id)
+    table(["payment", "amount", "date", "payment key (origin)"],
+          [[p["id"], money(p["amount"]), p["paid_on"], p["payment_key"]] for p in billing.payments(invoice.id)])
+    print(f"   Zoho: {invoice.number} {zoho_invoice['status']}, balance {money(zoho_invoice['balance'])}; billing: "
+          f"{host_invoice['status']}, paid {money(host_invoice['paid'])} of {money(host_invoice['total'])}")
+    checks.expect(host_invoice["status"] == "partially_paid" and host_invoice["paid"] == Decimal("300.00"),
+                  f"billing has both payments on {invoice.number} (300.00 of 500.00), partially paid")
+    checks.expect(zoho_invoice["status"] == "partially_paid"
+                  and Decimal(str(zoho_invoice["balance"])) == Decimal("200.00"),
+                  f"Zoho and billing agree: 200.00 EUR still open on {invoice.number}")

@@ -49,6 +49,16 @@ def payment_record(state: BooksState, org_id: str, payment: Mapping[str, Any]) -
     """A customer payment as the `payment` object of a Books webhook (the record of customer-payments.yml)."""
     record = dict(payment)
     record["organization_id"] = org_id
+    # In Zoho a payment is in its customer's currency, which is its invoices' (one currency per contact,
+    # ZOHO_BOOKS.md); the emulator lets a contact hold invoices in several, so name the invoices' currency.
+    codes = set()
+    for row in payment.get("invoices") or []:
+        try:
+            codes.add(state.invoice(org_id, row["invoice_id"])["currency_code"])
+        except Exception:  # a deleted invoice: keep the payment's own currency
+            codes.add(payment.get("currency_code"))
+    if len(codes) == 1:
+        record["currency_code"] = codes.pop()
     return jsonable(record)
 
 
