@@ -265,19 +265,28 @@ def test_invoice_totals_validation_and_status(setup: tuple[Emulator, Books]) -> 
 
 def test_invoice_currency_rules(setup: tuple[Emulator, Books]) -> None:
     emu, books = setup
-    cid = books.contact("Euro Buyer")["contact_id"]
+    usd_buyer = books.contact("Dollar Buyer")["contact_id"]
     r = books.call("POST", "/settings/currencies", json={"currency_code": "EUR", "currency_format": "1.234.567,89"})
     assert r.status_code == 201
     eur = r.json()["currency"]
     assert eur["is_base_currency"] is False
+    # an invoice is booked in its customer's currency: another currency is refused, naming the field
+    r = books.invoice(usd_buyer, currency_id=eur["currency_id"], exchange_rate=1.2)
+    assert r.status_code == 400 and r.json()["code"] == 2 and "currency_id" in r.json()["message"]
+    cid = books.contact("Euro Buyer", currency_id=eur["currency_id"])["contact_id"]
     r = books.invoice(cid, currency_id=eur["currency_id"])
     assert r.status_code == 400 and r.json()["code"] == 2 and "exchange_rate" in r.json()["message"]
-    assert books.invoice(cid, currency_id=eur["currency_id"], exchange_rate=-1).status_code == 400
+    assert books.invoice(cid, exchange_rate=-1).status_code == 400
     assert emu.invoices(books.org_id) == []
-    ok = books.invoice(cid, currency_id=eur["currency_id"], exchange_rate=1.2)
+    ok = books.invoice(cid, exchange_rate=1.2)
     assert ok.status_code == 201 and ok.json()["invoice"]["exchange_rate"] == 1.2
+    assert ok.json()["invoice"]["currency_code"] == "EUR"
     gbp = emu.add_currency(books.org_id, "GBP", "1.27")
-    r = books.invoice(cid, currency_id=gbp["currency_id"])
+    # the contact has a transaction now: its currency is locked
+    locked = books.call("PUT", f"/contacts/{cid}", json={"currency_id": gbp["currency_id"]})
+    assert locked.status_code == 400 and "currency_id" in locked.json()["message"]
+    pound = books.contact("Pound Buyer", currency_id=gbp["currency_id"])["contact_id"]
+    r = books.invoice(pound)
     assert r.status_code == 201 and r.json()["invoice"]["exchange_rate"] == 1.27
     assert r.json()["invoice"]["currency_code"] == "GBP"
     currencies = books.call("GET", "/settings/currencies").json()["currencies"]
@@ -286,6 +295,10 @@ def test_invoice_currency_rules(setup: tuple[Emulator, Books]) -> None:
     assert books.invoice(cid, currency_id="42").json()["code"] == 1002
     dup = books.call("POST", "/settings/currencies", json={"currency_code": "EUR", "currency_format": "x"})
     assert dup.status_code == 400
+    # the mismatch answer is a setting (Zoho's behaviour is undocumented): book in the contact's currency
+    emu.configure_organization(books.org_id, invoice_currency_mismatch="contact")
+    lenient = books.invoice(usd_buyer, currency_id=eur["currency_id"], exchange_rate=1.2)
+    assert lenient.status_code == 201 and lenient.json()["invoice"]["currency_code"] == "USD"
 
 
 def test_payments_partial_then_paid(setup: tuple[Emulator, Books]) -> None:

@@ -104,6 +104,18 @@ class BooksApi:
         r("GET", "/contacts", self.list_contacts, "contacts", "READ")
         r("POST", "/contacts", self.create_contact, "contacts", "CREATE")
         r("GET", "/contacts/{contact_id}", self.get_contact, "contacts", "READ")
+        r("PUT", "/contacts/{contact_id}", self.update_contact, "contacts", "UPDATE")
+        # items.yml uses the ZohoBooks.settings scopes (items.yml:39, 192)
+        r("GET", "/items", self.list_items, "settings", "READ")
+        r("POST", "/items", self.create_item, "settings", "CREATE")
+        r("GET", "/items/{item_id}", self.get_item, "settings", "READ")
+        r("GET", "/settings/taxes", self.list_taxes, "settings", "READ")  # taxes.yml (ZohoBooks.settings.*)
+        r("POST", "/settings/taxes", self.create_tax, "settings", "CREATE")
+        r("GET", "/settings/taxes/{tax_id}", self.get_tax, "settings", "READ")
+        r("POST", "/settings/taxgroups", self.create_tax_group, "settings", "CREATE")
+        r("GET", "/settings/taxgroups/{tax_group_id}", self.get_tax_group, "settings", "READ")
+        r("GET", "/settings/taxexemptions", self.list_exemptions, "settings", "READ")
+        r("POST", "/settings/taxexemptions", self.create_exemption, "settings", "CREATE")
         r("GET", "/invoices", self.list_invoices, "invoices", "READ")
         r("POST", "/invoices", self.create_invoice, "invoices", "CREATE")
         r("GET", "/invoices/{invoice_id}", self.get_invoice, "invoices", "READ")
@@ -202,7 +214,11 @@ class BooksApi:
             "currency_code": base["currency_code"],
             "currency_symbol": base["currency_symbol"],
             "currency_format": base["currency_format"],
-            "price_precision": 2,
+            "price_precision": base["price_precision"],
+            "country": org.country,
+            # the organization's address carries its state (organizations.yml:387-400); India and the Gulf
+            # take it as the last fallback of the place of supply (ZOHO_EDITIONS.md §5)
+            "address": {"state": org.state_code, "state_code": org.state_code, "country": org.country},
         }
 
     def list_orgs(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
@@ -276,6 +292,46 @@ class BooksApi:
 
     def get_contact(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
         return self._ok("contact", self.state.contact_full(self.state.contact(org_id, params["contact_id"])))
+
+    def update_contact(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        contact = self.state.update_contact(org_id, params["contact_id"], req.payload())
+        return self._ok("contact", self.state.contact_full(contact), "Contact information has been saved.")
+
+    # ----------------------------------------------------------------- items and taxes
+    def list_items(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        rows, ctx = _paged(self.state.list_items(org_id, req.query), req.query, {})
+        return self._ok("items", rows, page_context=ctx)
+
+    def create_item(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        return self._ok("item", self.state.create_item(org_id, req.payload()), "The item has been added.", 201)
+
+    def get_item(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        return self._ok("item", self.state.item(org_id, params["item_id"]))
+
+    def list_taxes(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        rows, ctx = _paged(self.state.list_taxes(org_id), req.query, {})
+        return self._ok("taxes", rows, page_context=ctx)
+
+    def create_tax(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        # "The tax has been added." (taxes.yml:812)
+        return self._ok("tax", self.state.create_tax(org_id, req.payload()), "The tax has been added.", 201)
+
+    def get_tax(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        return self._ok("tax", self.state.tax(org_id, params["tax_id"]))
+
+    def create_tax_group(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        return self._ok("tax_group", self.state.create_tax_group(org_id, req.payload()), "success", 201)
+
+    def get_tax_group(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        return self._ok("tax_group", self.state.tax_group(org_id, params["tax_group_id"]))
+
+    def list_exemptions(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        return self._ok("tax_exemptions", self.state.list_exemptions(org_id))
+
+    def create_exemption(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
+        # 200, not 201, and "Tax Exemption has been added." (taxes.yml:363-407, 1228)
+        return self._ok("tax_exemption", self.state.create_exemption(org_id, req.payload()),
+                        "Tax Exemption has been added.", 200)
 
     # ----------------------------------------------------------------- invoices
     def list_invoices(self, req: Request, org_id: str, params: dict[str, str]) -> Response:

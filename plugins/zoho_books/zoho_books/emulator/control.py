@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ZohoError
 from .httpio import Request, Response, jsonable
+from .state import ORG_SETTINGS
 from .webhooks import WebhookDelivery
 
 if TYPE_CHECKING:
@@ -79,11 +80,28 @@ def _config(emu: Emulator, body: dict[str, Any], params: dict[str, str], req: Re
 
 
 def _add_org(emu: Emulator, body: dict[str, Any], params: dict[str, str], req: Request) -> Any:
+    settings = {k: body[k] for k in ORG_SETTINGS if k in body}
     org_id = emu.add_organization(
         body.get("org_id"), body.get("name", "Emulated Org"), body.get("currency_code", "USD"),
-        body.get("plan", "premium"), body.get("daily_limit"), body.get("max_concurrent"),
+        body.get("plan", "premium"), body.get("daily_limit"), body.get("max_concurrent"), **settings,
     )
     return {"org_id": org_id}
+
+
+def _org_settings(emu: Emulator, body: dict[str, Any], params: dict[str, str], req: Request) -> Any:
+    return emu.configure_organization(params["org_id"], **body)
+
+
+def _custom_field(emu: Emulator, body: dict[str, Any], params: dict[str, str], req: Request) -> Any:
+    return emu.add_custom_field(params["org_id"], body["module"], body["api_name"], body.get("label", ""),
+                                body.get("data_type", "string"))
+
+
+def _tax(emu: Emulator, body: dict[str, Any], params: dict[str, str], req: Request) -> Any:
+    if body.get("taxes"):  # a group of existing tax ids
+        return emu.add_tax_group(params["org_id"], body["tax_group_name"], body["taxes"])
+    extra = {k: v for k, v in body.items() if k not in ("tax_name", "tax_percentage")}
+    return emu.add_tax(params["org_id"], body["tax_name"], body.get("tax_percentage", 0), **extra)
 
 
 def _add_client(emu: Emulator, body: dict[str, Any], params: dict[str, str], req: Request) -> Any:
@@ -175,6 +193,10 @@ ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("POST", "/clients", _add_client),
         ("POST", "/orgs", _add_org),
         ("POST", "/orgs/{org_id}/currencies", _add_currency),
+        ("POST", "/orgs/{org_id}/settings", _org_settings),
+        ("POST", "/orgs/{org_id}/customfields", _custom_field),
+        ("POST", "/orgs/{org_id}/taxes", _tax),
+        ("GET", "/orgs/{org_id}/items", _records("items")),
         ("GET", "/counters", _counters),
         ("GET", "/orgs/{org_id}/invoices", _records("invoices")),
         ("GET", "/orgs/{org_id}/contacts", _records("contacts")),

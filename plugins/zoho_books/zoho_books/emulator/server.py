@@ -195,8 +195,33 @@ class Emulator:
     def add_organization(
         self, org_id: str | None = None, name: str = "Emulated Org", currency_code: str = "USD",
         plan: str = "premium", daily_limit: int | None = None, max_concurrent: int | None = None,
+        **settings: Any,
     ) -> str:
-        return self.state.add_organization(name, currency_code, plan, org_id, daily_limit, max_concurrent)
+        """``settings``: the organization's edition and behaviour settings (``BooksState.configure_organization``),
+        e.g. ``edition="in", state_code="KA"``."""
+        return self.state.add_organization(name, currency_code, plan, org_id, daily_limit, max_concurrent,
+                                           **settings)
+
+    def configure_organization(self, org_id: str, **settings: Any) -> dict[str, Any]:
+        return jsonable(self.state.configure_organization(org_id, **settings))
+
+    def add_custom_field(self, org_id: str, module: str, api_name: str, label: str = "",
+                         data_type: str = "string") -> dict[str, Any]:
+        """Define an invoice or contact custom field of an organization (Zoho: Settings -> Preferences)."""
+        return self.state.add_custom_field(org_id, module, api_name, label, data_type)
+
+    def add_tax(self, org_id: str, name: str, percentage: Any, **extra: Any) -> dict[str, Any]:
+        return jsonable(self.state.create_tax(org_id, {"tax_name": name, "tax_percentage": percentage, **extra}))
+
+    def add_tax_group(self, org_id: str, name: str, tax_ids: Iterable[str]) -> dict[str, Any]:
+        return jsonable(self.state.create_tax_group(org_id, {"tax_group_name": name, "taxes": ",".join(tax_ids)}))
+
+    def add_exemption(self, org_id: str, code: str, kind: str = "customer", description: str = "") -> dict[str, Any]:
+        return jsonable(self.state.create_exemption(org_id, {"tax_exemption_code": code, "type": kind,
+                                                             "description": description}))
+
+    def items(self, org_id: str) -> list[dict[str, Any]]:
+        return self._records(org_id, "items")
 
     def add_currency(self, org_id: str, code: str, exchange_rate: Any = 0) -> dict[str, Any]:
         return jsonable(self.state.add_currency(org_id, code, exchange_rate))

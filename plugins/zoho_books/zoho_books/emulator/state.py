@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from . import editions
+from .catalog import CatalogMixin
 from .errors import (
     ALREADY_EXISTS,
     CONTACT_NAME_EXISTS,
@@ -25,6 +27,7 @@ from .errors import (
     mandatory,
     not_found,
 )
+from .totals import LineTax, compute, discount_of, precision_of, rounded
 
 CENT = Decimal("0.01")
 PAYMENT_MODES = ("check", "cash", "creditcard", "banktransfer", "bankremittance", "autotransaction", "others")
@@ -99,6 +102,26 @@ class Organization:
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoice_seq: int = 0
+    # Country edition and its settings: Zoho's API exposes no edition code (organizations.yml), so the
+    # emulator holds it per organization (ZOHO_EDITIONS.md §0). ``state_code``: the organization's state
+    # (India) or emirate (GCC), the last fallback of the place of supply (ZOHO_EDITIONS.md §5).
+    edition: str = "us"
+    state_code: str = ""
+    country: str = ""
+    # Undocumented behaviours, as settings (ZOHO_EDITIONS.md §6): a field of another edition is ignored or
+    # refused; an invoice currency unlike its contact's is refused or booked in the contact's currency.
+    off_edition_fields: str = editions.IGNORE
+    invoice_currency_mismatch: str = "refuse"
+    require_gstin_for_business_gst: bool = True
+    india_supply_tax_check: bool = True
+    taxes_list_groups: bool = True
+    # The code of "invoice number already in use" is undocumented (ZOHO_BOOKS.md): 1001 unless set.
+    duplicate_number_code: int = ALREADY_EXISTS
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    taxes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tax_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exemptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    custom_fields: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def base_currency(self) -> dict[str, Any]:
         return next(c for c in self.currencies.values() if c["is_base_currency"])
@@ -107,7 +130,12 @@ class Organization:
         return next((c for c in self.currencies.values() if c["currency_code"] == code.upper()), None)
 
 
-class BooksState:
+ORG_SETTINGS = ("edition", "state_code", "country", "off_edition_fields", "invoice_currency_mismatch",
+                "require_gstin_for_business_gst", "india_supply_tax_check", "taxes_list_groups",
+                "duplicate_number_code")
+
+
+class BooksState(CatalogMixin):
     """The Books side of the emulator: organizations and their contacts, invoices, payments, currencies."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -141,7 +169,9 @@ class BooksState:
         org_id: str | None = None,
         daily_limit: int | None = None,
         max_concurrent: int | None = None,
+        **settings: Any,
     ) -> str:
+        """Add an organization; ``settings`` are its edition settings (see ``configure_organization``)."""
         if plan not in PLANS:
             raise ValueError(f"unknown plan {plan!r}; one of {sorted(PLANS)}")
         with self.lock:
@@ -153,7 +183,26 @@ class BooksState:
             org = Organization(oid, name, currency_code.upper(), plan, daily_limit, max_concurrent)
             self.orgs[oid] = org
             self._add_currency(org, currency_code, Decimal(1), base=True)
+            if settings:
+                self.configure_organization(oid, **settings)
             return oid
+
+    def configure_organization(self, org_id: str, **settings: Any) -> dict[str, Any]:
+        """Set an organization's edition and the settings for Zoho's undocumented behaviours."""
+        unknown = set(settings) - set(ORG_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown organization settings {sorted(unknown)}; known: {list(ORG_SETTINGS)}")
+        if "edition" in settings and settings["edition"] not in editions.EDITIONS:
+            raise ValueError(f"unknown edition {settings['edition']!r}; one of {editions.EDITIONS}")
+        if settings.get("off_edition_fields", editions.IGNORE) not in (editions.IGNORE, editions.REFUSE):
+            raise ValueError("off_edition_fields is 'ignore' or 'refuse'")
+        if settings.get("invoice_currency_mismatch", "refuse") not in ("refuse", "contact"):
+            raise ValueError("invoice_currency_mismatch is 'refuse' or 'contact'")
+        with self.lock:
+            org = self.org(org_id)
+            for key, value in settings.items():
+                setattr(org, key, str(value).upper() if key == "state_code" else value)
+            return {key: getattr(org, key) for key in ORG_SETTINGS}
 
     def _add_currency(
         self, org: Organization, code: str, rate: Decimal, base: bool = False, fmt: str | None = None,
@@ -166,7 +215,7 @@ class BooksState:
             "currency_code": code,
             "currency_name": name,
             "currency_symbol": symbol or default_symbol,
-            "price_precision": 2,
+            "price_precision": precision_of(code),  # JPY 0, KWD 3, most 2 (ZOHO_BOOKS.md)
             "currency_format": fmt or "1,234,567.89",
             "is_base_currency": base,
             "exchange_rate": Decimal(1) if base else rate,
@@ -195,61 +244,26 @@ class BooksState:
     def create_contact(self, org_id: str, data: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             org = self.org(org_id)
-            name = data.get("contact_name")
-            if not isinstance(name, str) or not name.strip():
-                raise mandatory("contact_name")
-            name = name.strip()
-            if len(name) > 200:
-                raise ZohoError(400, TOO_LONG, "Please ensure that the contact_name has less than 200 characters.")
-            if any(c["contact_name"].lower() == name.lower() for c in org.contacts.values()):
-                raise ZohoError(
-                    400, CONTACT_NAME_EXISTS,
-                    f'The contact name "{name}" already exists. Please specify a different name.',
-                )
+            name = self._contact_name(org, data.get("contact_name"), None)
             ctype = data.get("contact_type", "customer") or "customer"
             if ctype not in ("customer", "vendor"):
                 raise invalid("contact_type")
-            sub_type = data.get("customer_sub_type", "business") or "business"
-            if sub_type not in ("individual", "business"):
-                raise invalid("customer_sub_type")
             currency = org.base_currency()
             if data.get("currency_id") not in (None, ""):
+                # a contact has one currency, chosen when it is created (ZOHO_BOOKS.md "One currency per contact")
                 currency = org.currencies.get(as_id(data["currency_id"])) or _raise(not_found("Currency"))
-            persons_in = data.get("contact_persons") or []
-            if not isinstance(persons_in, list) or not all(isinstance(p, dict) for p in persons_in):
-                raise invalid("contact_persons")
-            persons = []
-            for p in persons_in:
-                person = {
-                    "contact_person_id": self.new_id(),
-                    "salutation": str(p.get("salutation") or ""),
-                    "first_name": str(p.get("first_name") or ""),
-                    "last_name": str(p.get("last_name") or ""),
-                    "email": str(p.get("email") or ""),
-                    "phone": str(p.get("phone") or ""),
-                    "mobile": str(p.get("mobile") or ""),
-                    "is_primary_contact": bool(p.get("is_primary_contact")),
-                }
-                persons.append(person)
-            if persons and not any(p["is_primary_contact"] for p in persons):
-                persons[0]["is_primary_contact"] = True
-            elif sum(p["is_primary_contact"] for p in persons) > 1:
-                first = next(i for i, p in enumerate(persons) if p["is_primary_contact"])
-                for i, p in enumerate(persons):
-                    p["is_primary_contact"] = i == first
             stamp = now_stamp()
-            billing = data.get("billing_address") if isinstance(data.get("billing_address"), dict) else {}
-            contact = {
+            contact: dict[str, Any] = {
                 "contact_id": self.new_id(),
                 "contact_name": name,
-                "company_name": str(data.get("company_name") or ""),
+                "company_name": "",
                 "has_transaction": False,
                 "contact_type": ctype,
-                "customer_sub_type": sub_type,
-                "website": str(data.get("website") or ""),
+                "customer_sub_type": "business",
+                "website": "",
                 "status": "active",
-                "payment_terms": int(data.get("payment_terms") or 0),
-                "payment_terms_label": str(data.get("payment_terms_label") or "Due on Receipt"),
+                "payment_terms": 0,
+                "payment_terms_label": "Due on Receipt",
                 "currency_id": currency["currency_id"],
                 "currency_code": currency["currency_code"],
                 "currency_symbol": currency["currency_symbol"],
@@ -257,16 +271,111 @@ class BooksState:
                 "outstanding_receivable_amount_bcy": Decimal(0),
                 "unused_credits_receivable_amount": Decimal(0),
                 "unused_credits_receivable_amount_bcy": Decimal(0),
-                "billing_address": {k: str(v) for k, v in billing.items() if isinstance(v, str | int)},
+                "billing_address": {},
                 "shipping_address": {},
-                "contact_persons": persons,
-                "primary_contact_id": next((p["contact_person_id"] for p in persons if p["is_primary_contact"]), ""),
-                "notes": str(data.get("notes") or ""),
+                "contact_persons": [],
+                "primary_contact_id": "",
+                "notes": "",
+                "custom_fields": [],
                 "created_time": stamp,
                 "last_modified_time": stamp,
             }
+            self._apply_contact(org, contact, data)
             org.contacts[contact["contact_id"]] = contact
             return copy.deepcopy(contact)
+
+    def update_contact(self, org_id: str, contact_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /contacts/{id}`` (contacts.yml:2258): the fields given replace the stored ones."""
+        with self.lock:
+            org = self.org(org_id)
+            contact = org.contacts.get(as_id(contact_id))
+            if contact is None:
+                raise not_found("Contact")
+            if "contact_name" in data:
+                contact_name = self._contact_name(org, data.get("contact_name"), contact["contact_id"])
+            if data.get("currency_id") not in (None, "") and as_id(data["currency_id"]) != contact["currency_id"]:
+                # the currency is locked once the contact has transactions (ZOHO_BOOKS.md)
+                if contact["has_transaction"]:
+                    raise invalid("currency_id", "The currency of a contact with transactions cannot be changed.")
+                currency = org.currencies.get(as_id(data["currency_id"])) or _raise(not_found("Currency"))
+                contact.update(currency_id=currency["currency_id"], currency_code=currency["currency_code"],
+                               currency_symbol=currency["currency_symbol"])
+            updated = copy.deepcopy(contact)
+            self._apply_contact(org, updated, data)  # validates everything before anything is stored
+            if "contact_name" in data:
+                updated["contact_name"] = contact_name
+            updated["last_modified_time"] = now_stamp()
+            contact.clear()
+            contact.update(updated)
+            return copy.deepcopy(contact)
+
+    def _contact_name(self, org: Organization, name: Any, own_id: str | None) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise mandatory("contact_name")
+        name = name.strip()
+        if len(name) > 200:
+            raise ZohoError(400, TOO_LONG, "Please ensure that the contact_name has less than 200 characters.")
+        if any(c["contact_name"].lower() == name.lower() and c["contact_id"] != own_id for c in org.contacts.values()):
+            raise ZohoError(
+                400, CONTACT_NAME_EXISTS,
+                f'The contact name "{name}" already exists. Please specify a different name.',
+            )
+        return name
+
+    def _apply_contact(self, org: Organization, contact: dict[str, Any], data: dict[str, Any]) -> None:
+        """Validate and copy the given contact fields onto ``contact`` (create and update share this)."""
+        if "customer_sub_type" in data:
+            sub_type = data.get("customer_sub_type") or "business"
+            if sub_type not in ("individual", "business"):
+                raise invalid("customer_sub_type")
+            contact["customer_sub_type"] = sub_type
+        for key in ("company_name", "website", "notes", "payment_terms_label"):
+            if key in data:
+                contact[key] = str(data.get(key) or "")
+        if "payment_terms" in data:
+            contact["payment_terms"] = int(data.get("payment_terms") or 0)
+        if "contact_persons" in data:
+            contact["contact_persons"] = self._persons(data.get("contact_persons") or [])
+            contact["primary_contact_id"] = next(
+                (p["contact_person_id"] for p in contact["contact_persons"] if p["is_primary_contact"]), "")
+        for key in ("billing_address", "shipping_address"):
+            if isinstance(data.get(key), dict):
+                contact[key] = {k: str(v) for k, v in data[key].items() if isinstance(v, str | int)}
+        if "custom_fields" in data:
+            contact["custom_fields"] = self._custom_values(org, "contact", data["custom_fields"])
+        given = editions.gate(org.edition, editions.CONTACT_FIELDS, data, org.off_edition_fields)
+        merged = {k: contact[k] for k in editions.CONTACT_FIELDS if contact.get(k) not in (None, "")}
+        merged.update(given)
+        checked = editions.check_contact_fields(org.edition, merged, org.require_gstin_for_business_gst)
+        if checked.get("tax_id"):
+            tax = self._tax_or_group(org, checked["tax_id"])
+            contact.update(tax_name=tax["tax_name"], tax_percentage=tax["tax_percentage"])
+        if checked.get("tax_exemption_id"):
+            self._exemption(org, checked["tax_exemption_id"])
+        contact.update(checked)
+
+    def _persons(self, persons_in: Any) -> list[dict[str, Any]]:
+        if not isinstance(persons_in, list) or not all(isinstance(p, dict) for p in persons_in):
+            raise invalid("contact_persons")
+        persons = []
+        for p in persons_in:
+            persons.append({
+                "contact_person_id": self.new_id(),
+                "salutation": str(p.get("salutation") or ""),
+                "first_name": str(p.get("first_name") or ""),
+                "last_name": str(p.get("last_name") or ""),
+                "email": str(p.get("email") or ""),
+                "phone": str(p.get("phone") or ""),
+                "mobile": str(p.get("mobile") or ""),
+                "is_primary_contact": bool(p.get("is_primary_contact")),
+            })
+        if persons and not any(p["is_primary_contact"] for p in persons):
+            persons[0]["is_primary_contact"] = True
+        elif sum(p["is_primary_contact"] for p in persons) > 1:
+            first = next(i for i, p in enumerate(persons) if p["is_primary_contact"])
+            for i, p in enumerate(persons):
+                p["is_primary_contact"] = i == first
+        return persons
 
     def contact(self, org_id: str, contact_id: str) -> dict[str, Any]:
         with self.lock:
@@ -333,9 +442,13 @@ class BooksState:
                 raise mandatory("line_items")
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise invalid("line_items")
+            # An invoice is booked in its customer's currency (ZOHO_BOOKS.md "One currency per contact").
             currency = org.currencies.get(customer["currency_id"]) or org.base_currency()
             if data.get("currency_id") not in (None, ""):
-                currency = org.currencies.get(as_id(data["currency_id"])) or _raise(not_found("Currency"))
+                asked = org.currencies.get(as_id(data["currency_id"])) or _raise(not_found("Currency"))
+                if asked["currency_id"] != currency["currency_id"] and org.invoice_currency_mismatch == "refuse":
+                    raise invalid("currency_id", f"The customer's currency is {currency['currency_code']}; an "
+                                  f"invoice cannot be raised in {asked['currency_code']}.")
             if currency["is_base_currency"]:
                 rate = Decimal(1)
             else:
@@ -353,16 +466,30 @@ class BooksState:
             if number not in (None, ""):
                 number = str(number).strip()
                 if any(i["invoice_number"] == number for i in org.invoices.values()):
-                    raise ZohoError(400, ALREADY_EXISTS, f'Invoice "{number}" already exists.')
+                    raise ZohoError(400, org.duplicate_number_code, f'Invoice "{number}" already exists.')
             else:
                 number = self._next_invoice_number(org)
             inv_date = _parse_date(data["date"], "date") if data.get("date") else date.today().isoformat()
             due = _parse_date(data["due_date"], "due_date") if data.get("due_date") else inv_date
-            lines = [self._line_item(i, n) for n, i in enumerate(items, start=1)]
-            sub_total = sum((li["item_total"] for li in lines), Decimal(0))
-            adjustment = money(data.get("adjustment") or 0, "adjustment").quantize(CENT)
-            shipping = money(data.get("shipping_charge") or 0, "shipping_charge").quantize(CENT)
-            total = (sub_total + adjustment + shipping).quantize(CENT)
+            fields = editions.gate(org.edition, editions.INVOICE_FIELDS, data, org.off_edition_fields)
+            fields = editions.check_invoice_fields(org.edition, fields, customer, org.state_code)
+            places = int(currency["price_precision"])
+            inclusive = data.get("is_inclusive_tax") is True
+            if data.get("is_inclusive_tax") not in (None, True, False):
+                raise invalid("is_inclusive_tax")
+            supply = self._supply(org, fields)
+            lines, line_taxes = [], []
+            for n, i in enumerate(items, start=1):
+                line, tax = self._line_item(org, i, n, places, supply)
+                lines.append(line)
+                line_taxes.append(tax)
+            before_tax = data.get("is_discount_before_tax", True) is not False
+            sums = compute([li["item_total"] for li in lines], line_taxes, places, inclusive=inclusive,
+                           invoice_discount=data.get("discount"), discount_before_tax=before_tax)
+            custom = self._custom_values(org, "invoice", data.get("custom_fields"))
+            adjustment = rounded(money(data.get("adjustment") or 0, "adjustment"), places)
+            shipping = rounded(money(data.get("shipping_charge") or 0, "shipping_charge"), places)
+            total = sums.total + adjustment + shipping
             stamp = now_stamp()
             invoice = {
                 "invoice_id": self.new_id(),
@@ -380,30 +507,43 @@ class BooksState:
                 "currency_code": currency["currency_code"],
                 "currency_symbol": currency["currency_symbol"],
                 "exchange_rate": rate,
-                "is_inclusive_tax": False,
+                "is_inclusive_tax": inclusive,
+                "discount": money(str(data.get("discount") or 0).strip().rstrip("%"), "discount"),
+                "discount_total": sums.discount_total,
+                "is_discount_before_tax": before_tax,
+                "discount_type": "entity_level",
                 "line_items": lines,
                 "shipping_charge": shipping,
                 "adjustment": adjustment,
                 "adjustment_description": str(data.get("adjustment_description") or ""),
-                "sub_total": sub_total,
-                "tax_total": Decimal(0),
+                "sub_total": sums.sub_total,
+                "tax_total": sums.tax_total,
                 "total": total,
-                "taxes": [],
+                "taxes": [{"tax_name": t["tax_name"], "tax_amount": t["tax_amount"]} for t in sums.taxes],
                 "payment_made": Decimal(0),
                 "credits_applied": Decimal(0),
                 "balance": total,
                 "write_off_amount": Decimal(0),
-                "price_precision": 2,
+                "price_precision": places,
                 "is_emailed": False,
                 "notes": str(data.get("notes") or ""),
                 "terms": str(data.get("terms") or ""),
+                "custom_fields": custom,
                 "created_time": stamp,
                 "last_modified_time": stamp,
+                **fields,
             }
             org.invoices[invoice["invoice_id"]] = invoice
             customer["has_transaction"] = True
             customer["outstanding_receivable_amount"] += total
             return copy.deepcopy(invoice)
+
+    @staticmethod
+    def _supply(org: Organization, fields: dict[str, Any]) -> str | None:
+        """India: ``intra`` when the place of supply is the organization's state, else ``inter``."""
+        if org.edition != "in" or not fields.get("place_of_supply"):
+            return None
+        return "intra" if fields["place_of_supply"] == org.state_code else "inter"
 
     def _next_invoice_number(self, org: Organization) -> str:
         taken = {i["invoice_number"] for i in org.invoices.values()}
@@ -413,35 +553,78 @@ class BooksState:
             if candidate not in taken:
                 return candidate
 
-    def _line_item(self, item: dict[str, Any], order: int) -> dict[str, Any]:
-        name = item.get("name")
-        if item.get("item_id") in (None, "") and (not isinstance(name, str) or not name.strip()):
+    def _line_item(self, org: Organization, item: dict[str, Any], order: int, places: int,
+                   supply: str | None) -> tuple[dict[str, Any], LineTax]:
+        known: dict[str, Any] = {}
+        if item.get("item_id") not in (None, ""):
+            # a line may reference an item and still override name, description, rate, quantity (ZOHO_BOOKS.md)
+            known = org.items.get(as_id(item["item_id"])) or _raise(not_found("Item"))
+        name = item.get("name") or known.get("name")
+        if not known and (not isinstance(name, str) or not name.strip()):
             raise mandatory("line_items.name")
         name = str(name or "")
         if len(name) > 100:
             raise ZohoError(400, TOO_LONG, "Please ensure that the line item name has less than 100 characters.")
-        rate = money(item.get("rate", 0), "rate")
+        rate = money(item.get("rate", known.get("rate", 0)), "rate")
         quantity = money(item.get("quantity", 1), "quantity")
         if quantity <= 0:
             raise invalid("quantity")
-        total = (rate * quantity).quantize(CENT)
-        return {
+        gross = rounded(rate * quantity, places)
+        discount = discount_of(item.get("discount"), gross, places, "discount")
+        if item.get("discount_amount") not in (None, "", 0):
+            discount += discount_of(item.get("discount_amount"), gross - discount, places, "discount_amount")
+        fields = editions.gate(org.edition, editions.LINE_FIELDS, item, org.off_edition_fields)
+        tax = self._line_tax(org, item, known, supply)
+        if fields.get("tax_exemption_id") or fields.get("tax_exemption_code"):
+            if tax.components:
+                raise invalid("tax_exemption_id", "A line cannot carry both a tax and a tax exemption.")
+            exemption = self._exemption(org, fields.get("tax_exemption_id") or fields.get("tax_exemption_code"))
+            fields.update(tax_exemption_id=exemption["tax_exemption_id"],
+                          tax_exemption_code=exemption["tax_exemption_code"])
+        single = tax.components[0] if len(tax.components) == 1 else None
+        line = {
             "line_item_id": self.new_id(),
-            "item_id": as_id(item.get("item_id")),
+            "item_id": known.get("item_id", ""),
             "name": name,
-            "description": str(item.get("description") or ""),
+            "description": str(item.get("description") or known.get("description") or ""),
             "item_order": int(item.get("item_order") or order),
             "bcy_rate": rate,
             "rate": rate,
             "quantity": quantity,
-            "unit": str(item.get("unit") or ""),
-            "discount": Decimal(0),
-            "tax_id": as_id(item.get("tax_id")),
-            "tax_name": "",
-            "tax_type": "tax",
-            "tax_percentage": Decimal(0),
-            "item_total": total,
+            "unit": str(item.get("unit") or known.get("unit") or ""),
+            "discount": discount,
+            "product_type": str(item.get("product_type") or known.get("product_type") or ""),
+            "tax_id": tax.tax_id,
+            "tax_name": single["tax_name"] if single else ("" if not tax.components else
+                                                             " + ".join(c["tax_name"] for c in tax.components)),
+            "tax_type": "tax_group" if len(tax.components) > 1 else "tax",
+            "tax_percentage": tax.percentage,
+            "item_total": gross - discount,
+            "hsn_or_sac": str(fields.get("hsn_or_sac") or (known.get("hsn_or_sac") if org.edition == "in" else "")
+                              or ""),
         }
+        line.update({k: v for k, v in fields.items() if k not in line})
+        return line, tax
+
+    def _line_tax(self, org: Organization, item: dict[str, Any], known: dict[str, Any], supply: str | None) -> LineTax:
+        """The line's own ``tax_id``, else its item's tax (India: the item's intra/inter preference)."""
+        tax_id = item.get("tax_id")
+        if tax_id in (None, "") and known:
+            if org.edition == "in" and supply:
+                pref = next((p for p in known.get("item_tax_preferences", []) if p["tax_specification"] == supply),
+                            None)
+                tax_id = pref["tax_id"] if pref else None
+            else:
+                tax_id = known.get("tax_id") or None
+        if tax_id in (None, ""):
+            return LineTax()
+        tax = self._tax_or_group(org, tax_id)
+        if org.edition == "in" and supply and org.india_supply_tax_check:
+            kinds = {c.get("tax_specific_type") for c in tax["components"]}
+            # GST law: IGST across states, CGST+SGST within one (ZOHO_EDITIONS.md §2 India, [inference])
+            if (supply == "intra" and "igst" in kinds) or (supply == "inter" and kinds & {"cgst", "sgst"}):
+                raise invalid("tax_id", f"The tax {tax['tax_name']} does not apply to an {supply}-state supply.")
+        return LineTax(components=tax["components"], tax_id=tax["tax_id"])
 
     def _invoice_ref(self, org_id: str, invoice_id: str) -> dict[str, Any]:
         found = self.org(org_id).invoices.get(as_id(invoice_id))
