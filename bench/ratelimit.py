@@ -49,7 +49,8 @@ def _case(emulator, statuses, hub, tenant: str, cold: bool, settings: OutboundSe
         who = customer(c, tenant)
         contact, _ = emulator.create_contact(org, who.name, email=who.email)
         with hub.engine.begin() as db:
-            mapping.link(db, conn.id, mapping.CUSTOMER, who.id, contact["contact_id"])
+            mapping.link(db, conn.id, mapping.contact_type("USD"), who.id, contact["contact_id"],
+                         mapping.fingerprint(who.to_dict()))
     for i in range(int(limit * windows * 1.5)):
         who = customer(100 + i, tenant) if cold else customer(i % 3, tenant)
         hub.submit_invoice(tenant, "live", invoice(i, who, prefix=tenant))

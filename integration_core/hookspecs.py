@@ -98,10 +98,22 @@ class ProviderSpec:
         """Revoke the connection's grant at the provider, when it has one (best effort)."""
 
     @hookspec(firstresult=True)
-    def upsert_contact(self, ctx: ProviderContext, customer: Customer) -> str:
-        """Create or match the remote contact for ``customer`` (match by email first).
+    def upsert_contact(self, ctx: ProviderContext, customer: Customer, currency: str) -> str:
+        """Create or match the remote contact for ``customer`` that holds its invoices in ``currency``
+        (match by email first).
 
+        :param currency: the invoice's currency. Remote contacts often hold one currency, so the core maps
+            contacts per (customer, currency) and asks once per pair; a provider whose contacts have no
+            currency may leave the argument out of its implementation.
         :return: the remote contact id; the core stores the mapping and does not ask again."""
+
+    @hookspec(firstresult=True)
+    def update_contact(
+        self, ctx: ProviderContext, customer: Customer, remote_contact_id: str, currency: str
+    ) -> None:
+        """Bring the linked remote contact up to date: ``customer``'s name, email, address, tax data or
+        metadata changed since they were last sent (the core keeps a fingerprint). Optional: without it
+        the core only remembers the new data."""
 
     @hookspec(firstresult=True)
     def push_invoice(

@@ -277,7 +277,7 @@ def _payment_reversed(hub: Hub, db: sa.Connection, conn: Connection, event: Paym
 def _customer_created(hub: Hub, db: sa.Connection, conn: Connection, event: CustomerCreated) -> str:
     if not _customers_inbound(db, conn):
         raise _Skip("customer inbound sync is off")
-    linked = mapping.local_id(db, conn.id, mapping.CUSTOMER, event.remote_customer_id)
+    linked = mapping.customer_for_remote(db, conn.id, event.remote_customer_id)
     if linked is not None:
         raise _Skip(f"remote customer {event.remote_customer_id} is already linked to host customer {linked}")
     local = None

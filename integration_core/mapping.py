@@ -1,10 +1,20 @@
 """The shared mapping engine: local id ⇄ remote id per (connection, entity type), unique both ways.
 
+Customers map per currency: a remote contact often holds one currency, so the same host customer billed in
+two currencies has one remote contact per currency, under the entity type ``customer:<CURRENCY>``
+(:func:`contact_type`). Inbound events resolve any of them back to the one host customer
+(:func:`customer_for_remote`). Rows of the plain ``customer`` type (links made by inbound events, and links
+from before per-currency contacts) still resolve inbound; outbound uses the per-currency ones.
+
 Every function takes an open SQLAlchemy connection so a mapping is written in the same transaction as
 the change that depends on it (completing an outbox task, applying an inbox event).
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -15,6 +25,17 @@ CUSTOMER = "customer"
 INVOICE = "invoice"
 PAYMENT = "payment"
 VOID = "void"  # an outbox task kind only: a void is never mapped
+
+
+def contact_type(currency: str) -> str:
+    """The entity type of the remote contact holding a customer's invoices in ``currency``."""
+    return f"{CUSTOMER}:{currency.strip().upper()}"
+
+
+def fingerprint(data: Any) -> str:
+    """A stable hash of JSON-like local data (what was last sent to the remote record)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class MappingConflict(IntegrationError):
@@ -39,7 +60,40 @@ def local_id(conn: sa.Connection, connection_id: str, entity_type: str, remote_i
     ).scalar_one_or_none()
 
 
-def link(conn: sa.Connection, connection_id: str, entity_type: str, local: str, remote: str) -> None:
+def customer_for_remote(conn: sa.Connection, connection_id: str, remote_id_: str) -> str | None:
+    """The host customer linked to a remote contact, whatever the contact's currency."""
+    m = entity_mappings.c
+    return conn.execute(
+        sa.select(m.local_id).where(
+            m.connection_id == connection_id, m.remote_id == remote_id_,
+            sa.or_(m.entity_type == CUSTOMER, m.entity_type.like(f"{CUSTOMER}:%")),
+        ).order_by(m.id).limit(1)
+    ).scalar_one_or_none()
+
+
+def remote_and_fingerprint(
+    conn: sa.Connection, connection_id: str, entity_type: str, local_id_: str
+) -> tuple[str | None, str | None]:
+    m = entity_mappings.c
+    row = conn.execute(
+        sa.select(m.remote_id, m.fingerprint).where(
+            m.connection_id == connection_id, m.entity_type == entity_type, m.local_id == local_id_
+        )
+    ).first()
+    return (row.remote_id, row.fingerprint) if row is not None else (None, None)
+
+
+def set_fingerprint(conn: sa.Connection, connection_id: str, entity_type: str, local: str, value: str) -> None:
+    m = entity_mappings.c
+    conn.execute(
+        entity_mappings.update()
+        .where(m.connection_id == connection_id, m.entity_type == entity_type, m.local_id == local)
+        .values(fingerprint=value)
+    )
+
+
+def link(conn: sa.Connection, connection_id: str, entity_type: str, local: str, remote: str,
+         fingerprint: str | None = None) -> None:
     """Record ``local ⇄ remote``. Idempotent for the same pair; a conflicting pair raises ``MappingConflict``.
 
     The unique constraints on both directions are the final guard: two workers racing to link
@@ -47,6 +101,8 @@ def link(conn: sa.Connection, connection_id: str, entity_type: str, local: str, 
     """
     existing_remote = remote_id(conn, connection_id, entity_type, local)
     if existing_remote == remote:
+        if fingerprint is not None:
+            set_fingerprint(conn, connection_id, entity_type, local, fingerprint)
         return
     if existing_remote is not None:
         raise MappingConflict(
@@ -64,6 +120,7 @@ def link(conn: sa.Connection, connection_id: str, entity_type: str, local: str, 
                     local_id=local,
                     remote_id=remote,
                     created_at=utcnow(),
+                    fingerprint=fingerprint,
                 )
             )
     except sa.exc.IntegrityError as exc:

@@ -10,131 +10,13 @@ from typing import Any
 
 import attrs
 
-
-def _decimal(value: Any) -> Decimal:
-    if isinstance(value, float):
-        raise TypeError("money must be Decimal, int or str, never float")
-    result = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    if not result.is_finite():
-        raise ValueError(f"money must be finite, got {value!r}")
-    return result
-
-
-def _date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value))
-
-
-def _optional_date(value: Any) -> dt.date | None:
-    return None if value in (None, "") else _date(value)
-
-
-def _currency(value: Any) -> str:
-    code = str(value).strip().upper()
-    if len(code) != 3 or not code.isalpha():
-        raise ValueError(f"currency must be a 3-letter ISO 4217 code, got {value!r}")
-    return code
-
-
-def _nonempty(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{attribute.name} must be a non-empty string")
-
-
-def _email(value: Any) -> str | None:
-    return str(value).strip().lower() if value else None
-
-
-@attrs.frozen
-class Customer:
-    """The host's customer, as an invoice carries it."""
-
-    id: str = attrs.field(validator=_nonempty)
-    name: str = attrs.field(validator=_nonempty)
-    email: str | None = attrs.field(default=None, converter=_email)
-    company_name: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "email": self.email, "company_name": self.company_name}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Customer:
-        return cls(
-            id=str(data["id"]), name=data["name"], email=data.get("email"), company_name=data.get("company_name")
-        )
-
-
-@attrs.frozen
-class LineItem:
-    """One billed line: a description and its full amount (quantity is the host's business)."""
-
-    description: str = attrs.field(validator=_nonempty)
-    amount: Decimal = attrs.field(converter=_decimal)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"description": self.description, "amount": str(self.amount)}
-
-
-def _lines(value: Any) -> tuple[LineItem, ...]:
-    lines = tuple(v if isinstance(v, LineItem) else LineItem(**v) for v in value)
-    if not lines:
-        raise ValueError("an invoice needs at least one line")
-    return lines
-
-
-@attrs.frozen
-class Invoice:
-    """A finalized host invoice, the unit of outbound sync."""
-
-    id: str = attrs.field(validator=_nonempty)
-    number: str = attrs.field(validator=_nonempty)
-    customer: Customer
-    currency: str = attrs.field(converter=_currency)
-    issue_date: dt.date = attrs.field(converter=_date)
-    lines: tuple[LineItem, ...] = attrs.field(converter=_lines)
-    due_date: dt.date | None = attrs.field(default=None, converter=_optional_date)
-    notes: str | None = None
-
-    @property
-    def total(self) -> Decimal:
-        return sum((line.amount for line in self.lines), Decimal("0"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "number": self.number,
-            "customer": self.customer.to_dict(),
-            "currency": self.currency,
-            "issue_date": self.issue_date.isoformat(),
-            "due_date": self.due_date.isoformat() if self.due_date else None,
-            "lines": [line.to_dict() for line in self.lines],
-            "notes": self.notes,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Invoice:
-        """Build from JSON-like data; raises ``ValueError``/``KeyError``/``TypeError`` on bad input."""
-        if not isinstance(data, Mapping):
-            raise TypeError("an invoice must be a JSON object")
-        lines = data["lines"]
-        if not isinstance(lines, list):
-            raise TypeError("lines must be a list")
-        for line in lines:
-            if isinstance(line, Mapping) and isinstance(line.get("amount"), float):
-                raise TypeError("line amounts must be strings or integers, not floats (money is exact)")
-        return cls(
-            id=str(data["id"]),
-            number=str(data["number"]),
-            customer=Customer.from_dict(data["customer"]),
-            currency=data["currency"],
-            issue_date=data["issue_date"],
-            due_date=data.get("due_date"),
-            lines=[LineItem(description=line["description"], amount=line["amount"]) for line in lines],
-            notes=data.get("notes"),
-        )
+from .billing import TAX_TREATMENTS as TAX_TREATMENTS  # the billing documents are part of the models
+from .billing import Address as Address
+from .billing import Customer as Customer
+from .billing import Invoice as Invoice
+from .billing import InvoiceLine as InvoiceLine
+from .billing import LineItem as LineItem
+from .billing import _date, _decimal
 
 
 def _positive_money(instance: Any, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:

@@ -127,7 +127,7 @@ def test_n_invoices_pushed_exactly_once(hub: Hub) -> None:
         for row in tasks(hub):
             assert row.status == TaskStatus.DONE
             assert mapping.remote_id(db, a.id, "invoice", row.local_id) == row.remote_id
-        assert mapping.remote_id(db, a.id, "customer", "cust-0") is not None
+        assert mapping.remote_id(db, a.id, mapping.contact_type("USD"), "cust-0") is not None
         last_success = db.execute(sa.select(connections.c.last_success_at).where(connections.c.id == a.id)).scalar()
     assert last_success is not None
     # A drained connection is no longer due: the next tick claims nothing.

@@ -286,16 +286,21 @@ class Outbound(DependentTasks):
         task: Any,
         invoice: Invoice,
     ) -> RemoteInvoice:
+        contact_type = mapping.contact_type(invoice.currency)
+        contact_print = mapping.fingerprint(invoice.customer.to_dict())
         with self.engine.connect() as db:
             existing = mapping.remote_id(db, conn.id, mapping.INVOICE, invoice.id)
-            contact_id = mapping.remote_id(db, conn.id, mapping.CUSTOMER, invoice.customer.id)
+            contact_id, sent_print = mapping.remote_and_fingerprint(db, conn.id, contact_type, invoice.customer.id)
         if existing is not None:  # linked already (e.g. an earlier attempt committed it): nothing to call
             return RemoteInvoice(remote_id=existing, adopted=True)
         lookup = task.attempts > 1 or task.uncertain
+        # A linked contact whose customer data changed since it was sent is updated once, before the invoice.
+        stale = contact_id is not None and sent_print != contact_print
         # The whole task's calls are reserved at once: a task never stops half-way for the rate window,
         # so a small window cannot livelock on the first call of every task.
         cost = self._cost("push_invoice") + (self._cost("find_invoice") if lookup else 0)
         cost += self._cost("upsert_contact") if contact_id is None else 0
+        cost += self._cost("update_contact") if stale else 0
         if not budget.take(cost):
             raise _RateWindowFull(budget.retry_at)
         made_before = ctx.requests_made
@@ -305,10 +310,16 @@ class Outbound(DependentTasks):
                 if found is not None:
                     return attrs.evolve(found, adopted=True)
             if contact_id is None:
-                contact_id = provider.upsert_contact(ctx=ctx, customer=invoice.customer)
+                contact_id = provider.upsert_contact(ctx=ctx, customer=invoice.customer, currency=invoice.currency)
                 if not contact_id:
                     raise PermanentError("the provider returned no contact id")
-                self._link_contact(conn.id, invoice.customer.id, str(contact_id), task.id)
+                self._link_contact(conn.id, contact_type, invoice.customer.id, str(contact_id), contact_print,
+                                   task.id)
+            elif stale:
+                provider.update_contact(ctx=ctx, customer=invoice.customer, remote_contact_id=contact_id,
+                                        currency=invoice.currency)
+                with self.engine.begin() as db:
+                    mapping.set_fingerprint(db, conn.id, contact_type, invoice.customer.id, contact_print)
             remote = provider.push_invoice(ctx=ctx, invoice=invoice, remote_contact_id=str(contact_id))
         finally:
             # A provider that reports its requests gets the unused part of the worst case back.
@@ -318,10 +329,11 @@ class Outbound(DependentTasks):
             raise TransientError("the provider returned no invoice id", uncertain=True)
         return remote
 
-    def _link_contact(self, connection_id: str, local: str, remote: str, task_id: int) -> None:
+    def _link_contact(self, connection_id: str, contact_type: str, local: str, remote: str, fingerprint: str,
+                      task_id: int) -> None:
         with self.engine.begin() as db:
             try:
-                mapping.link(db, connection_id, mapping.CUSTOMER, local, remote)
+                mapping.link(db, connection_id, contact_type, local, remote, fingerprint)
             except mapping.MappingConflict as exc:
                 # Two host customers sharing one e-mail match one remote contact: push with it, unlinked.
                 task_audit(db, task_id, connection_id, "contact_not_linked", str(exc))

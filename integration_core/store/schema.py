@@ -77,6 +77,8 @@ entity_mappings = sa.Table(
     sa.Column("local_id", sa.String(200), nullable=False),
     sa.Column("remote_id", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # hash of the local data last sent to the remote record (customers: a change updates the contact)
+    sa.Column("fingerprint", sa.String(64), nullable=True),
     sa.UniqueConstraint("connection_id", "entity_type", "local_id", name="uq_mapping_local"),
     sa.UniqueConstraint("connection_id", "entity_type", "remote_id", name="uq_mapping_remote"),
 )
