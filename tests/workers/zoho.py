@@ -18,11 +18,13 @@ WEBHOOK_SECRET = "abcdefghijkl1234"
 
 
 def zoho_connection(
-    hub: Hub, emulator: Any, *, tenant: str = "t1", env: str = "prod", currency: str = "USD", **settings: str
+    hub: Hub, emulator: Any, *, tenant: str = "t1", env: str = "prod", currency: str = "USD",
+    org_settings: dict[str, Any] | None = None, **settings: str
 ) -> tuple[Connection, str]:
-    """(connection, organization id). ``settings`` are extra provider settings, e.g. rate limits."""
+    """(connection, organization id). ``settings`` are extra provider settings, e.g. rate limits;
+    ``org_settings`` the emulated organization's edition settings (e.g. ``{"edition": "in"}``)."""
     emulator.add_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
-    org_id = emulator.add_organization(name=f"Org {tenant}", currency_code=currency)
+    org_id = emulator.add_organization(name=f"Org {tenant}", currency_code=currency, **(org_settings or {}))
     conn = hub.add_connection(
         tenant_id=tenant, environment_id=env, provider="zoho_books", name=f"Zoho {tenant}",
         values={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "organization_id": org_id,

@@ -97,7 +97,7 @@ def test_authorization_url() -> None:
     for part in ("client_id=1000.ABC", "response_type=code", "access_type=offline", "prompt=consent",
                  "state=st4te", "redirect_uri=https%3A%2F%2Fapp.test%2Fcb",
                  "scope=ZohoBooks.contacts.ALL%2CZohoBooks.invoices.ALL%2CZohoBooks.customerpayments.ALL"
-                 "%2CZohoBooks.settings.READ"):
+                 "%2CZohoBooks.settings.READ%2CZohoBooks.settings.CREATE"):
         assert part in url
 
 

@@ -33,48 +33,48 @@ def invoice(number: str = "INV-7", currency: str = "USD", inv_id: str | None = N
 
 def test_contact_created_then_matched_by_email(zoho: Zoho) -> None:
     ctx = zoho.context()
-    first = plugin.upsert_contact(ctx, customer())
+    first = plugin.upsert_contact(ctx, customer(), "USD")
     [contact] = zoho.emulator.contacts(zoho.org_id)
     assert contact["contact_id"] == first and contact["email"] == "ada@example.test"
     assert contact["contact_type"] == "customer"
-    again = plugin.upsert_contact(zoho.context(), customer(id="cust_other", name="Ada L."))
+    again = plugin.upsert_contact(zoho.context(), customer(id="cust_other", name="Ada L."), "USD")
     assert again == first and len(zoho.emulator.contacts(zoho.org_id)) == 1
 
 
 def test_email_match_ignores_vendors(zoho: Zoho) -> None:
     zoho.emulator.create_contact(zoho.org_id, "Supplier Ada", contact_type="vendor", email="ada@example.test")
-    created = plugin.upsert_contact(zoho.context(), customer())
+    created = plugin.upsert_contact(zoho.context(), customer(), "USD")
     contacts = {c["contact_id"]: c for c in zoho.emulator.contacts(zoho.org_id)}
     assert contacts[created]["contact_type"] == "customer" and len(contacts) == 2
 
 
 def test_name_clash_same_email_or_no_email_is_adopted(zoho: Zoho) -> None:
     existing, _ = zoho.emulator.create_contact(zoho.org_id, "Ada Lovelace")  # no email on file
-    assert plugin.upsert_contact(zoho.context(), customer()) == existing["contact_id"]
+    assert plugin.upsert_contact(zoho.context(), customer(), "USD") == existing["contact_id"]
     assert len(zoho.emulator.contacts(zoho.org_id)) == 1
 
 
 def test_name_clash_other_email_is_disambiguated(zoho: Zoho) -> None:
     zoho.emulator.create_contact(zoho.org_id, "Ada Lovelace", email="someone.else@example.test")
-    new_id = plugin.upsert_contact(zoho.context(), customer())
+    new_id = plugin.upsert_contact(zoho.context(), customer(), "USD")
     contacts = {c["contact_id"]: c for c in zoho.emulator.contacts(zoho.org_id)}
     assert contacts[new_id]["contact_name"] == "Ada Lovelace (ada@example.test)"
     assert zoho.count("POST", "/contacts") == 2  # one 3062, one create
-    assert plugin.upsert_contact(zoho.context(), customer()) == new_id  # now found by email
+    assert plugin.upsert_contact(zoho.context(), customer(), "USD") == new_id  # now found by email
 
 
 def test_name_clash_with_vendor_uses_customer_id(zoho: Zoho) -> None:
     zoho.emulator.create_contact(zoho.org_id, "Ada Lovelace", contact_type="vendor")
     zoho.emulator.create_contact(zoho.org_id, "Ada Lovelace (ada@example.test)", email="x@example.test")
-    new_id = plugin.upsert_contact(zoho.context(), customer())
+    new_id = plugin.upsert_contact(zoho.context(), customer(), "USD")
     contacts = {c["contact_id"]: c for c in zoho.emulator.contacts(zoho.org_id)}
     assert contacts[new_id]["contact_name"] == "Ada Lovelace [cust_1]"
 
 
 def test_customer_without_email_matched_by_name_then_created(zoho: Zoho) -> None:
     nomail = customer(email=None, name="Walk-in")
-    created = plugin.upsert_contact(zoho.context(), nomail)
-    assert plugin.upsert_contact(zoho.context(), nomail) == created
+    created = plugin.upsert_contact(zoho.context(), nomail, "USD")
+    assert plugin.upsert_contact(zoho.context(), nomail, "USD") == created
     assert len(zoho.emulator.contacts(zoho.org_id)) == 1
 
 
@@ -83,7 +83,7 @@ def test_customer_without_email_matched_by_name_then_created(zoho: Zoho) -> None
 
 def test_push_invoice_lines_and_total(zoho: Zoho) -> None:
     inv = invoice()
-    contact = plugin.upsert_contact(zoho.context(), inv.customer)
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     remote = plugin.push_invoice(zoho.context(), inv, contact)
     assert remote == RemoteInvoice(remote_id=remote.remote_id, remote_number="INV-7", adopted=False)
     [stored] = zoho.emulator.invoices(zoho.org_id)
@@ -99,13 +99,13 @@ def test_push_invoice_lines_and_total(zoho: Zoho) -> None:
 def test_zoho_numbering_when_local_numbers_off(zoho_factory) -> None:
     zoho: Zoho = zoho_factory(use_local_invoice_numbers="false")
     inv = invoice()
-    remote = plugin.push_invoice(zoho.context(), inv, plugin.upsert_contact(zoho.context(), inv.customer))
+    remote = plugin.push_invoice(zoho.context(), inv, plugin.upsert_contact(zoho.context(), inv.customer, inv.currency))
     assert remote.remote_number and remote.remote_number != "INV-7"
 
 
 def test_duplicate_number_adopts_only_our_own(zoho: Zoho) -> None:
     inv = invoice()
-    contact = plugin.upsert_contact(zoho.context(), inv.customer)
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     first = plugin.push_invoice(zoho.context(), inv, contact)
     again = plugin.push_invoice(zoho.context(), inv, contact)  # e.g. a retry after a lost response
     assert again.remote_id == first.remote_id and again.adopted
@@ -117,20 +117,21 @@ def test_duplicate_number_adopts_only_our_own(zoho: Zoho) -> None:
 
 def test_total_mismatch_is_permanent(zoho: Zoho) -> None:
     inv = invoice(amounts=("0.005",))  # Zoho keeps cents
-    contact = plugin.upsert_contact(zoho.context(), inv.customer)
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     with pytest.raises(PermanentError, match="total"):
         plugin.push_invoice(zoho.context(), inv, contact)
 
 
 def test_foreign_currency_needs_zoho_currency(zoho: Zoho) -> None:
     inv = invoice(currency="EUR")
-    contact = plugin.upsert_contact(zoho.context(), inv.customer)
     with pytest.raises(PermanentError) as info:
-        plugin.push_invoice(zoho.context(), inv, contact)
+        plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     assert info.value.message == (
-        f"Invoice INV-7 is in EUR but Zoho Books organization {zoho.org_id} has no EUR currency. Add it under "
-        "Settings → Currencies with a positive exchange rate against USD, then retry the task.")
+        f"Customer cust_1 is billed in EUR but Zoho Books organization {zoho.org_id} has no EUR currency. Add it "
+        "under Settings → Currencies with a positive exchange rate, then retry the task.")
+    assert zoho.emulator.contacts(zoho.org_id) == []
     zoho.emulator.add_currency(zoho.org_id, "EUR", "0")
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     with pytest.raises(PermanentError, match="no positive exchange rate for EUR"):
         plugin.push_invoice(zoho.context(), inv, contact)
     assert zoho.emulator.invoices(zoho.org_id) == []
@@ -138,23 +139,26 @@ def test_foreign_currency_needs_zoho_currency(zoho: Zoho) -> None:
 
 def test_foreign_currency_added_later_is_picked_up(zoho: Zoho) -> None:
     inv = invoice(currency="EUR")
-    contact = plugin.upsert_contact(zoho.context(), inv.customer)
     with pytest.raises(PermanentError, match="no EUR currency"):
-        plugin.push_invoice(zoho.context(), inv, contact)
+        plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     zoho.emulator.add_currency(zoho.org_id, "EUR", "1.0850")  # the operator fixes it; cache still holds the miss
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     remote = plugin.push_invoice(zoho.context(), inv, contact)
     [stored] = zoho.emulator.invoices(zoho.org_id)
     assert stored["invoice_id"] == remote.remote_id and stored["currency_code"] == "EUR"
     assert Decimal(str(stored["exchange_rate"])) == Decimal("1.0850")
+    [eur_contact] = zoho.emulator.contacts(zoho.org_id)
+    assert eur_contact["currency_code"] == "EUR" and eur_contact["contact_name"] == "Ada Lovelace (EUR)"
 
 
 def test_currencies_and_base_currency_are_cached(zoho: Zoho) -> None:
     zoho.emulator.add_currency(zoho.org_id, "EUR", "1.1")
-    contact = plugin.upsert_contact(zoho.context(), customer())
     plugin.connect(zoho.context())  # learns the base currency
+    contacts = {cur: plugin.upsert_contact(zoho.context(), customer(), cur) for cur in ("USD", "EUR")}
+    assert contacts["USD"] != contacts["EUR"]
     for n in range(3):
-        plugin.push_invoice(zoho.context(), invoice(number=f"E-{n}", currency="EUR"), contact)
-        plugin.push_invoice(zoho.context(), invoice(number=f"U-{n}"), contact)
+        plugin.push_invoice(zoho.context(), invoice(number=f"E-{n}", currency="EUR"), contacts["EUR"])
+        plugin.push_invoice(zoho.context(), invoice(number=f"U-{n}"), contacts["USD"])
     assert zoho.count("GET", "/settings/currencies") == 1
     assert zoho.count("GET", "/organizations/{organization_id}") == 1
     assert len(zoho.emulator.invoices(zoho.org_id)) == 6
@@ -162,7 +166,7 @@ def test_currencies_and_base_currency_are_cached(zoho: Zoho) -> None:
 
 def test_lost_response_then_find_adopts(zoho: Zoho) -> None:
     inv = invoice()
-    contact = plugin.upsert_contact(zoho.context(), inv.customer)
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     assert plugin.find_invoice(zoho.context(), inv) is None
     zoho.emulator.lose_next_response(method="POST", path_prefix="/invoices")
     with pytest.raises(TransientError) as info:
@@ -176,7 +180,7 @@ def test_lost_response_then_find_adopts(zoho: Zoho) -> None:
 def test_find_invoice_with_long_id_and_zoho_numbers(zoho_factory) -> None:
     zoho: Zoho = zoho_factory(use_local_invoice_numbers=False)
     inv = invoice(inv_id="invoice-" + "9" * 80)
-    contact = plugin.upsert_contact(zoho.context(), inv.customer)
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)
     zoho.emulator.lose_next_response(method="POST", path_prefix="/invoices", as_error=True)
     with pytest.raises(TransientError):
         plugin.push_invoice(zoho.context(), inv, contact)
@@ -198,7 +202,7 @@ def test_find_invoice_rejects_reference_of_another_customer(zoho: Zoho) -> None:
 
 def test_void_remote_invoice(zoho: Zoho) -> None:
     inv = invoice()
-    remote = plugin.push_invoice(zoho.context(), inv, plugin.upsert_contact(zoho.context(), inv.customer))
+    remote = plugin.push_invoice(zoho.context(), inv, plugin.upsert_contact(zoho.context(), inv.customer, inv.currency))
     plugin.void_remote_invoice(zoho.context(), remote.remote_id)
     [stored] = zoho.emulator.invoices(zoho.org_id)
     assert stored["status"] == "void"
@@ -208,6 +212,6 @@ def test_hooks_through_the_plugin_manager(zoho: Zoho) -> None:
     provider = Plugins().provider("zoho_books")
     result = provider.connect(ctx=zoho.context())
     assert result.base_currency == "USD"
-    contact = provider.upsert_contact(ctx=zoho.context(), customer=customer())
+    contact = provider.upsert_contact(ctx=zoho.context(), customer=customer(), currency="USD")
     remote = provider.push_invoice(ctx=zoho.context(), invoice=invoice(), remote_contact_id=contact)
     assert provider.find_invoice(ctx=zoho.context(), invoice=invoice()).remote_id == remote.remote_id

@@ -104,6 +104,9 @@ class ZohoClient:
     def post(self, path: str, body: Any = None, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return self.request("POST", path, params=params, body=body)
 
+    def put(self, path: str, body: Any = None, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return self.request("PUT", path, params=params, body=body)
+
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
                 organization: bool = True) -> dict[str, Any]:
         """Send one call (refreshing the token once on 401) and return the success envelope."""

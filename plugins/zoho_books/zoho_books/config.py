@@ -20,6 +20,7 @@ from .webhooks import webhook_secret_problem
 PROVIDER_NAME = "zoho_books"
 DISTRIBUTION = "integration-core-zoho-books"
 
+EDITIONS = ("us", "ca", "au", "in", "uk", "eu", "gcc", "mx", "ke", "za", "global")
 FIELDS: tuple[SettingField, ...] = (
     SettingField("client_id", "OAuth client id from https://api-console.zoho.com (server-based application)"),
     SettingField("client_secret", "OAuth client secret of that client", secret=True),
@@ -42,7 +43,22 @@ FIELDS: tuple[SettingField, ...] = (
                  required=False),
     SettingField("api_domain", "Zoho API host; learned from the token response, set only to override",
                  required=False),
+    # Real organizations: country edition, items, custom fields.
+    SettingField("edition", "Country edition of the organization (" + ", ".join(EDITIONS) + "); empty: "
+                 "derived from the organization's country", required=False),
+    SettingField("invoice_custom_fields", "Invoice metadata keys to Zoho custom fields, e.g. "
+                 "'service_start=cf_service_start,subscription_id=cf_subscription_id'", required=False),
+    SettingField("contact_custom_fields", "Customer metadata keys to Zoho contact custom fields, same form",
+                 required=False),
+    SettingField("item_product_type", "Product type of items created for product codes (goods, service, "
+                 "digital_service; default service)", required=False),
+    SettingField("item_unit", "Unit of items created for product codes (e.g. pcs, hrs)", required=False),
+    SettingField("item_account_id", "Income account id of items created for product codes", required=False),
+    SettingField("item_tax_id", "Default tax id of items created for product codes (not in the US and India "
+                 "editions)", required=False),
+    SettingField("catalog_cache_ttl", "Seconds to cache taxes, exemptions and items (3600)", required=False),
 )
+PRODUCT_TYPES = ("goods", "service", "digital_service", "capital_service", "capital_goods")
 SECRET_FIELDS = frozenset(f.name for f in FIELDS if f.secret)
 
 
@@ -98,6 +114,47 @@ class Settings:
     refresh_margin: float = 300.0
     currency_cache_ttl: float = 600.0
     refresh_throttle_retry_after: float = 300.0
+    edition: str = ""
+    invoice_custom_fields: Mapping[str, str] = attrs.field(factory=dict)
+    contact_custom_fields: Mapping[str, str] = attrs.field(factory=dict)
+    item_product_type: str = "service"
+    item_unit: str = ""
+    item_account_id: str = ""
+    item_tax_id: str = ""
+    catalog_cache_ttl: float = 3600.0
+
+
+def _field_map(name: str, value: Any) -> dict[str, str]:
+    """``key=api_name,key2=api_name2`` or a JSON-like object: metadata key -> Zoho custom field api_name."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        pairs = []
+        for part in str(value).split(","):
+            if not part.strip():
+                continue
+            key, sep, api = part.partition("=")
+            if not sep:
+                raise ConfigurationError(f"{name}: expected key=api_name pairs separated by commas, got {part!r}")
+            pairs.append((key, api))
+    out = {}
+    for key, api in pairs:
+        key, api = str(key).strip(), str(api).strip()
+        if not key or not api:
+            raise ConfigurationError(f"{name}: empty key or api_name in {value!r}")
+        out[key] = api
+    return out
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...], default: str) -> str:
+    text = str(value or "").strip().lower()
+    if not text:
+        return default
+    if text not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return text
 
 
 def validate_settings(settings: Mapping[str, Any], secrets: Mapping[str, Any] | None = None, *,
@@ -142,6 +199,15 @@ def validate_settings(settings: Mapping[str, Any], secrets: Mapping[str, Any] | 
                                           minimum=-1),
             "refresh_throttle_retry_after": _number("refresh_throttle_retry_after",
                                                     settings.get("refresh_throttle_retry_after"), 300.0),
+            "edition": _choice("edition", settings.get("edition"), EDITIONS, ""),
+            "invoice_custom_fields": _field_map("invoice_custom_fields", settings.get("invoice_custom_fields")),
+            "contact_custom_fields": _field_map("contact_custom_fields", settings.get("contact_custom_fields")),
+            "item_product_type": _choice("item_product_type", settings.get("item_product_type"), PRODUCT_TYPES,
+                                         "service"),
+            "item_unit": text("item_unit"),
+            "item_account_id": text("item_account_id"),
+            "item_tax_id": text("item_tax_id"),
+            "catalog_cache_ttl": _number("catalog_cache_ttl", settings.get("catalog_cache_ttl"), 3600.0, minimum=-1),
         }
     except ConfigurationError as exc:
         problems.append(str(exc))

@@ -35,6 +35,7 @@ SCOPES = (
     "ZohoBooks.invoices.ALL",
     "ZohoBooks.customerpayments.ALL",
     "ZohoBooks.settings.READ",
+    "ZohoBooks.settings.CREATE",  # creating items found missing (items.yml:39)
 )
 EXPIRES_AT = "access_token_expires_at"
 DEFAULT_EXPIRES_IN = 3600

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import logging
 import time
+from decimal import Decimal
 from typing import Any
 
 from integration_core.context import ProviderContext
 from integration_core.errors import PermanentError
 from integration_core.models import ConnectResult, Customer, Invoice, RemoteInvoice
 
+from . import catalog, editions
 from .client import ZohoClient
-from .payloads import CurrencyChoice, contact_payload, disambiguated_names, invoice_payload, reference_for, to_decimal
+from .payloads import (
+    CurrencyChoice,
+    contact_payload,
+    custom_fields,
+    disambiguated_names,
+    invoice_payload,
+    line_payload,
+    money_text,
+    reference_for,
+    to_decimal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +58,26 @@ def fetch_organization(client: ZohoClient) -> dict[str, Any]:
     code = str(org.get("currency_code") or "").upper()
     if code:
         _cache_put(client, "base_currency", code)
+    address = org.get("address") if isinstance(org.get("address"), dict) else {}
+    _cache_put(client, "profile", {"country": str(org.get("country") or address.get("country") or ""),
+                                   "state": str(address.get("state_code") or address.get("state") or "").upper()})
     return org
+
+
+def profile(client: ZohoClient) -> dict[str, str]:
+    """The organization's country and state (cached with the base currency)."""
+    cached = _cache_get(client, "profile")
+    if cached is None:
+        fetch_organization(client)
+        cached = _cache_get(client, "profile") or {}
+    return dict(cached)
+
+
+def edition(client: ZohoClient) -> str:
+    """The connection's ``edition`` setting, else the one the organization's country names."""
+    if client.settings.edition:
+        return client.settings.edition
+    return editions.edition_of("", profile(client).get("country"))
 
 
 def connect(connection: ProviderContext) -> ConnectResult:
@@ -108,7 +139,7 @@ def currency_for(client: ZohoClient, invoice: Invoice) -> CurrencyChoice | None:
     return CurrencyChoice(currency_id=str(entry.get("currency_id")), code=invoice.currency, exchange_rate=rate)
 
 
-# --- contacts ------------------------------------------------------------------------------------------
+# --- contacts (one per customer and currency) ----------------------------------------------------------
 
 
 def _email_of(contact: dict[str, Any]) -> str | None:
@@ -125,14 +156,21 @@ def _is_customer(contact: dict[str, Any]) -> bool:
     return str(contact.get("contact_type") or "customer").lower() == "customer"
 
 
+def _in_currency(contact: dict[str, Any], currency: str) -> bool:
+    """Rows without a currency code are taken as matching (older answers); Zoho list rows carry one."""
+    code = str(contact.get("currency_code") or "").upper()
+    return not code or code == currency
+
+
 def _list_contacts(client: ZohoClient, **params: str) -> list[dict[str, Any]]:
     envelope = client.get("/contacts", {**params, "contact_type": "customer", "per_page": 200})
     return [c for c in envelope.get("contacts") or [] if isinstance(c, dict)]
 
 
-def find_contact_by_email(client: ZohoClient, email: str) -> str | None:
+def find_contact_by_email(client: ZohoClient, email: str, currency: str | None = None) -> str | None:
     for contact in _list_contacts(client, email=email):
-        if _is_customer(contact) and _email_of(contact) == email.lower() and contact.get("contact_id"):
+        if _is_customer(contact) and _email_of(contact) == email.lower() and contact.get("contact_id") and (
+                currency is None or _in_currency(contact, currency)):
             return str(contact["contact_id"])
     return None
 
@@ -146,15 +184,45 @@ def find_contact_by_name(client: ZohoClient, name: str) -> dict[str, Any] | None
     return None
 
 
-def _adoptable(contact: dict[str, Any], customer: Customer) -> bool:
+def _adoptable(contact: dict[str, Any], customer: Customer, currency: str) -> bool:
     email = _email_of(contact)
-    return _is_customer(contact) and (email is None or email == customer.email)
+    return _is_customer(contact) and (email is None or email == customer.email) and _in_currency(contact, currency)
 
 
-def _create_contact(client: ZohoClient, customer: Customer, name: str) -> str | None:
+def contact_name(client: ZohoClient, customer: Customer, currency: str) -> str:
+    """The plain name in the base currency; ``"Name (EUR)"`` for a contact in another currency (names are
+    unique in Zoho, and the same customer may need one contact per currency)."""
+    return customer.name if currency == base_currency(client) else f"{customer.name} ({currency})"
+
+
+def _contact_currency_id(client: ZohoClient, customer: Customer, currency: str) -> str | None:
+    if currency == base_currency(client):
+        return None
+    known = currencies(client)
+    if currency not in known:
+        known = currencies(client, refresh=True)
+    entry = known.get(currency)
+    if entry is None:
+        raise PermanentError(
+            f"Customer {customer.id} is billed in {currency} but Zoho Books organization "
+            f"{client.settings.organization_id} has no {currency} currency. Add it under Settings → Currencies "
+            f"with a positive exchange rate, then retry the task.", code="currency_missing")
+    return str(entry.get("currency_id"))
+
+
+def _contact_body(client: ZohoClient, customer: Customer, name: str, currency: str, *, create: bool) -> dict:
+    return contact_payload(
+        customer, name,
+        currency_id=_contact_currency_id(client, customer, currency) if create else None,
+        edition_fields=editions.contact_fields(edition(client), customer),
+        custom_fields=custom_fields(customer.metadata, client.settings.contact_custom_fields),
+        address=editions.address_payload(customer))
+
+
+def _create_contact(client: ZohoClient, customer: Customer, name: str, currency: str) -> str | None:
     """The new contact's id, or ``None`` when the name is taken (3062)."""
     try:
-        envelope = client.post("/contacts", contact_payload(customer, name))
+        envelope = client.post("/contacts", _contact_body(client, customer, name, currency, create=True))
     except PermanentError as exc:
         if exc.code == CONTACT_NAME_EXISTS:
             return None
@@ -162,30 +230,59 @@ def _create_contact(client: ZohoClient, customer: Customer, name: str) -> str | 
     contact = envelope.get("contact") or {}
     if not contact.get("contact_id"):
         raise PermanentError("Zoho Books created a contact but sent no contact_id")
+    code = str(contact.get("currency_code") or currency).upper()
+    if code != currency:
+        raise PermanentError(
+            f"Zoho Books created contact {contact['contact_id']} for customer {customer.id} in {code}, not "
+            f"{currency}; check the organization's currencies (multi-currency is a plan feature).",
+            code="currency_mismatch")
     return str(contact["contact_id"])
 
 
-def upsert_contact(connection: ProviderContext, customer: Customer) -> str:
-    """Match by email, else create; a name clash (3062) adopts the same customer or disambiguates the name."""
+def upsert_contact(connection: ProviderContext, customer: Customer, currency: str | None = None) -> str:
+    """The customer's contact in ``currency``: matched by email, else created with that currency; a name clash
+    (3062) adopts the same customer's contact or disambiguates the name."""
     client = ZohoClient(connection)
+    currency = (currency or base_currency(client)).upper()
+    first = contact_name(client, customer, currency)
     if customer.email:
-        found = find_contact_by_email(client, customer.email)
+        found = find_contact_by_email(client, customer.email, currency)
         if found:
             return found
     else:
-        existing = find_contact_by_name(client, customer.name)
-        if existing is not None and _adoptable(existing, customer) and existing.get("contact_id"):
+        existing = find_contact_by_name(client, first)
+        if existing is not None and _adoptable(existing, customer, currency) and existing.get("contact_id"):
             return str(existing["contact_id"])
-    for name in [customer.name, *disambiguated_names(customer)]:
-        created = _create_contact(client, customer, name)
+    suffix = "" if first == customer.name else f" ({currency})"
+    for name in [first, *(n + suffix for n in disambiguated_names(customer))]:
+        created = _create_contact(client, customer, name, currency)
         if created:
             return created
         clash = find_contact_by_name(client, name)
-        if clash is not None and _adoptable(clash, customer) and clash.get("contact_id"):
+        if clash is not None and _adoptable(clash, customer, currency) and clash.get("contact_id"):
             log.info("zoho_books: adopting existing contact %s for customer %s", clash["contact_id"], customer.id)
             return str(clash["contact_id"])
     raise PermanentError(f"Zoho Books already has other contacts named {customer.name!r} and its variants; "
                          f"rename the customer or link it by email", code=CONTACT_NAME_EXISTS)
+
+
+def update_contact(connection: ProviderContext, customer: Customer, remote_contact_id: str,
+                   currency: str | None = None) -> None:
+    """Send the customer's current name, email, address, tax data and custom fields to its contact (one PUT)."""
+    client = ZohoClient(connection)
+    currency = (currency or base_currency(client)).upper()
+    first = contact_name(client, customer, currency)
+    suffix = "" if first == customer.name else f" ({currency})"
+    for name in [first, *(n + suffix for n in disambiguated_names(customer))]:
+        try:
+            client.put(f"/contacts/{remote_contact_id}", _contact_body(client, customer, name, currency,
+                                                                       create=False))
+            return
+        except PermanentError as exc:
+            if exc.code != CONTACT_NAME_EXISTS:
+                raise
+    raise PermanentError(f"Zoho Books already has other contacts named {customer.name!r} and its variants; "
+                         f"rename customer {customer.id}", code=CONTACT_NAME_EXISTS)
 
 
 # --- invoices ------------------------------------------------------------------------------------------
@@ -196,33 +293,86 @@ def _remote(invoice: dict[str, Any], adopted: bool) -> RemoteInvoice:
                          remote_number=str(invoice.get("invoice_number") or "") or None, adopted=adopted)
 
 
+def _supply(client: ZohoClient, ed: str, invoice: Invoice, fields: dict[str, Any]) -> str | None:
+    """India: ``intra`` when the place of supply is the organization's state, ``inter`` otherwise."""
+    if ed != "in":
+        return None
+    place = fields.get("place_of_supply") or profile(client).get("state")
+    if editions.treatment_hint(ed, invoice.customer) == "overseas":
+        return "inter"  # exports are inter-state supplies under IGST [inference, GST law]
+    return "intra" if place and place == profile(client).get("state") else "inter"
+
+
+def _lines(client: ZohoClient, ed: str, invoice: Invoice, supply: str | None) -> list[dict[str, Any]]:
+    out = []
+    for order, line in enumerate(invoice.lines, start=1):
+        out.append(line_payload(
+            line, order,
+            item_id=catalog.item_id_for(client, line, ed) if line.product_code else None,
+            tax_id=catalog.tax_id_for(client, invoice, line, supply),
+            exemption_id=catalog.exemption_id_for(client, invoice, line) if line.tax_exemption else None,
+            hsn_or_sac=ed in ("in", "ke", "za")))
+    return out
+
+
+def _check_created(created: dict[str, Any], invoice: Invoice) -> None:
+    """Zoho's currency and computed total must be ours (to the currency's precision), never a silent success."""
+    label = created.get("invoice_number") or created["invoice_id"]
+    code = str(created.get("currency_code") or invoice.currency).upper()
+    if code != invoice.currency:
+        raise PermanentError(
+            f"Zoho Books booked invoice {label} in {code}, but invoice {invoice.number} is in {invoice.currency} "
+            f"(the contact's currency differs?). Void it in Zoho Books and check the customer's contacts.",
+            code="currency_mismatch")
+    total = to_decimal(created.get("total"))
+    if total is None:
+        return
+    step = Decimal(1).scaleb(-invoice.precision)
+    totals = invoice.totals()
+    ours = invoice.total.quantize(step)
+    if total.quantize(step) != ours:
+        their_tax = (to_decimal(created.get("tax_total")) or Decimal(0)).quantize(step)
+        raise PermanentError(
+            f"Zoho Books invoice {label} was created with total {money_text(total.quantize(step))} {code} (tax "
+            f"{money_text(their_tax)}) but invoice {invoice.number} totals "
+            f"{money_text(ours)} {invoice.currency} (tax {money_text(totals.tax_total.quantize(step))}): taxes, "
+            f"discounts or rounding settings differ in Zoho. Check it in Zoho Books and void it if wrong; retrying "
+            f"will adopt it.",
+            code="total_mismatch")
+
+
 def push_invoice(connection: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
     client = ZohoClient(connection)
     currency = currency_for(client, invoice)
+    ed = edition(client)
     use_numbers = client.settings.use_local_invoice_numbers
-    body = invoice_payload(invoice, remote_contact_id, currency=currency, use_local_number=use_numbers)
+    fields = editions.invoice_fields(ed, invoice)
+    custom = custom_fields(invoice.metadata, client.settings.invoice_custom_fields)
+    if custom:
+        fields["custom_fields"] = custom
+    body = invoice_payload(invoice, remote_contact_id, currency=currency, use_local_number=use_numbers,
+                           lines=_lines(client, ed, invoice, _supply(client, ed, invoice, fields)), extra=fields)
     params = {"ignore_auto_number_generation": "true"} if use_numbers else {}
     try:
         envelope = client.post("/invoices", body, params)
     except PermanentError as exc:
-        if use_numbers and exc.code == ALREADY_EXISTS:
-            return _adopt_by_number(client, invoice)
-        raise
+        # The code for a number already in use is undocumented: after any refused create, look the number up
+        # and adopt the invoice only when its reference is ours (ZOHO_BOOKS.md "Duplicate invoice number").
+        if use_numbers:
+            adopted = _adopt_by_number(client, invoice)
+            if adopted is not None:
+                return adopted
+        raise exc
     created = envelope.get("invoice") or {}
     if not created.get("invoice_id"):
         raise PermanentError("Zoho Books created an invoice but sent no invoice_id")
-    total = to_decimal(created.get("total"))
-    if total is not None and total != invoice.total:
-        raise PermanentError(
-            f"Zoho Books invoice {created.get('invoice_number') or created['invoice_id']} was created with total "
-            f"{total} but invoice {invoice.number} totals {invoice.total} {invoice.currency} (taxes, discounts or "
-            f"rounding settings in Zoho?). Check it in Zoho Books and void it if wrong; retrying will adopt it.",
-            code="total_mismatch")
+    _check_created(created, invoice)
     return _remote(created, adopted=False)
 
 
-def _adopt_by_number(client: ZohoClient, invoice: Invoice) -> RemoteInvoice:
-    """Zoho already has this invoice number: ours (a lost response) if its reference is ours, else a clash."""
+def _adopt_by_number(client: ZohoClient, invoice: Invoice) -> RemoteInvoice | None:
+    """Zoho has this invoice number: ours (a lost response) if its reference is ours, else a clash; ``None`` when
+    no invoice carries the number (the create failed for another reason)."""
     ref = reference_for(invoice.id)
     envelope = client.get("/invoices", {"invoice_number": invoice.number, "per_page": 200})
     for item in envelope.get("invoices") or []:
@@ -233,8 +383,7 @@ def _adopt_by_number(client: ZohoClient, invoice: Invoice) -> RemoteInvoice:
                 f"Zoho Books already has invoice number {invoice.number} for another invoice (reference "
                 f"{item.get('reference_number') or 'none'!r}, ours is {ref!r}). Renumber one of them, or set "
                 f"use_local_invoice_numbers=false to let Zoho number invoices, then retry.", code=ALREADY_EXISTS)
-    raise PermanentError(f"Zoho Books says invoice number {invoice.number} exists but it cannot be found",
-                         code=ALREADY_EXISTS)
+    return None
 
 
 def _customer_matches(item: dict[str, Any], customer: Customer) -> bool | None:

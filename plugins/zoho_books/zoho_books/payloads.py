@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from integration_core.models import Customer, Invoice
+from integration_core.models import Customer, Invoice, LineItem
 
 LINE_NAME_MAX = 100
 REFERENCE_MAX = 50
@@ -82,7 +82,10 @@ def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def contact_payload(customer: Customer, contact_name: str | None = None) -> dict[str, Any]:
+def contact_payload(customer: Customer, contact_name: str | None = None, *, currency_id: str | None = None,
+                    edition_fields: Mapping[str, Any] | None = None,
+                    custom_fields: list[dict[str, str]] | None = None,
+                    address: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A customer contact; the email lives in the primary contact person (there is no top-level email)."""
     data: dict[str, Any] = {
         "contact_name": truncate(contact_name or customer.name, CONTACT_NAME_MAX),
@@ -98,7 +101,20 @@ def contact_payload(customer: Customer, contact_name: str | None = None) -> dict
         if last:
             person["last_name"] = last
         data["contact_persons"] = [person]
+    if currency_id:
+        data["currency_id"] = currency_id  # one currency per contact, set at creation (ZOHO_BOOKS.md)
+    if address:
+        data["billing_address"] = dict(address)
+    if edition_fields:
+        data.update(edition_fields)
+    if custom_fields:
+        data["custom_fields"] = custom_fields
     return data
+
+
+def custom_fields(metadata: Mapping[str, str], mapping: Mapping[str, str]) -> list[dict[str, str]]:
+    """``custom_fields [{api_name, value}]`` for the metadata keys the connection maps (others stay local)."""
+    return [{"api_name": api, "value": metadata[key]} for key, api in mapping.items() if key in metadata]
 
 
 def disambiguated_names(customer: Customer) -> list[str]:
@@ -119,24 +135,45 @@ class CurrencyChoice:
     exchange_rate: Decimal
 
 
+def line_payload(line: LineItem, order: int, *, item_id: str | None = None, tax_id: str | None = None,
+                 exemption_id: str | None = None, hsn_or_sac: bool = False) -> dict[str, Any]:
+    """One Zoho line: rate and quantity as given (first-round lines: quantity 1, rate = amount)."""
+    item: dict[str, Any] = {
+        "name": truncate(line.description, LINE_NAME_MAX),
+        "description": line.description,
+        "rate": line.effective_unit_price,
+        "quantity": line.quantity if line.quantity is not None else 1,
+        "item_order": order,
+    }
+    if item_id:
+        item["item_id"] = item_id
+    if line.discount_percent is not None:
+        item["discount"] = f"{money_text(line.discount_percent)}%"  # "10%" or an amount (invoices.yml:2888)
+    elif line.discount_amount is not None:
+        item["discount"] = line.discount_amount
+    if line.unit:
+        item["unit"] = line.unit
+    if tax_id:
+        item["tax_id"] = tax_id
+    if exemption_id:
+        item["tax_exemption_id"] = exemption_id
+    if hsn_or_sac and line.classification_code:
+        item["hsn_or_sac"] = line.classification_code  # invoices.yml:2127 (in, ke, za)
+    return item
+
+
 def invoice_payload(
     invoice: Invoice,
     contact_id: str,
     *,
     currency: CurrencyChoice | None = None,
     use_local_number: bool = True,
+    lines: list[dict[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One Zoho line per local line: quantity 1, rate = the line amount, so Zoho's total equals ours."""
-    lines = []
-    for order, line in enumerate(invoice.lines, start=1):
-        item: dict[str, Any] = {
-            "name": truncate(line.description, LINE_NAME_MAX),
-            "description": line.description,
-            "rate": line.amount,
-            "quantity": 1,
-            "item_order": order,
-        }
-        lines.append(item)
+    """The invoice; ``lines`` as resolved by the caller (items, taxes), else one plain line per local line."""
+    if lines is None:
+        lines = [line_payload(line, order) for order, line in enumerate(invoice.lines, start=1)]
     data: dict[str, Any] = {
         "customer_id": contact_id,
         "reference_number": reference_for(invoice.id),
@@ -152,4 +189,14 @@ def invoice_payload(
     if currency is not None:
         data["currency_id"] = currency.currency_id
         data["exchange_rate"] = currency.exchange_rate
+    if invoice.tax_inclusive:
+        data["is_inclusive_tax"] = True  # invoices.yml:2821
+    if invoice.discount_percent is not None or invoice.discount_amount is not None:
+        # one discount on the whole invoice, before tax (invoices.yml:2808-2818)
+        data["discount"] = (f"{money_text(invoice.discount_percent)}%" if invoice.discount_percent is not None
+                            else invoice.discount_amount)
+        data["is_discount_before_tax"] = True
+        data["discount_type"] = "entity_level"
+    if extra:
+        data.update(extra)
     return data

@@ -67,8 +67,13 @@ def disconnect(ctx: ProviderContext) -> None:
 
 
 @hookimpl
-def upsert_contact(ctx: ProviderContext, customer: Customer) -> str:
-    return operations.upsert_contact(ctx, customer)
+def upsert_contact(ctx: ProviderContext, customer: Customer, currency: str) -> str:
+    return operations.upsert_contact(ctx, customer, currency)
+
+
+@hookimpl
+def update_contact(ctx: ProviderContext, customer: Customer, remote_contact_id: str, currency: str) -> None:
+    operations.update_contact(ctx, customer, remote_contact_id, currency)
 
 
 @hookimpl
