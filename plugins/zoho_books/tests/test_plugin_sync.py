@@ -215,3 +215,16 @@ def test_hooks_through_the_plugin_manager(zoho: Zoho) -> None:
     contact = provider.upsert_contact(ctx=zoho.context(), customer=customer(), currency="USD")
     remote = provider.push_invoice(ctx=zoho.context(), invoice=invoice(), remote_contact_id=contact)
     assert provider.find_invoice(ctx=zoho.context(), invoice=invoice()).remote_id == remote.remote_id
+
+
+def test_lost_response_in_another_currency_is_adopted(zoho: Zoho) -> None:
+    zoho.emulator.add_currency(zoho.org_id, "EUR", "1.1")
+    inv = invoice(currency="EUR")
+    contact = plugin.upsert_contact(zoho.context(), inv.customer, inv.currency)  # "Ada Lovelace (EUR)"
+    zoho.emulator.lose_next_response(method="POST", path_prefix="/invoices")
+    with pytest.raises(TransientError):
+        plugin.push_invoice(zoho.context(), inv, contact)
+    found = plugin.find_invoice(zoho.context(), inv)
+    [stored] = zoho.emulator.invoices(zoho.org_id)
+    assert found is not None and found.remote_id == stored["invoice_id"]
+    assert stored["customer_name"] == "Ada Lovelace (EUR)"

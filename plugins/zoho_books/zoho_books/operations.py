@@ -386,12 +386,13 @@ def _adopt_by_number(client: ZohoClient, invoice: Invoice) -> RemoteInvoice | No
     return None
 
 
-def _customer_matches(item: dict[str, Any], customer: Customer) -> bool | None:
+def _customer_matches(item: dict[str, Any], customer: Customer, currency: str) -> bool | None:
     """True/False when the list item says who the customer is, ``None`` when it does not say."""
     name = str(item.get("customer_name") or "").strip()
     email = str(item.get("email") or "").strip().lower()
     if name:
-        variants = {customer.name.lower(), *(n.lower() for n in disambiguated_names(customer))}
+        plain = {customer.name.lower(), *(n.lower() for n in disambiguated_names(customer))}
+        variants = plain | {f"{n} ({currency.lower()})" for n in plain}  # contacts in another currency
         if name.lower() in variants:
             return True
     if email and customer.email:
@@ -408,7 +409,7 @@ def find_invoice(connection: ProviderContext, invoice: Invoice) -> RemoteInvoice
                   if isinstance(i, dict) and str(i.get("reference_number") or "") == ref and i.get("invoice_id")]
     if not candidates:
         return None
-    confirmed = [i for i in candidates if _customer_matches(i, invoice.customer) is not False]
+    confirmed = [i for i in candidates if _customer_matches(i, invoice.customer, invoice.currency) is not False]
     if not confirmed:
         names = ", ".join(sorted({str(i.get("customer_name")) for i in candidates}))
         raise PermanentError(
