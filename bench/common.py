@@ -189,10 +189,11 @@ def start_emulator(**kwargs: Any) -> tuple[Any, StatusCounts]:
 
 
 def zoho_connection(
-    hub: Hub, emulator: Any, tenant: str, *, currency: str = "USD", settings: dict[str, str] | None = None
+    hub: Hub, emulator: Any, tenant: str, *, currency: str = "USD", settings: dict[str, str] | None = None,
+    org_settings: dict[str, Any] | None = None,
 ) -> tuple[Connection, str]:
     """A Zoho Books connection to a new emulated organization, authorized through the Hub's OAuth flow."""
-    org_id = emulator.add_organization(name=f"Org {tenant}", currency_code=currency)
+    org_id = emulator.add_organization(name=f"Org {tenant}", currency_code=currency, **(org_settings or {}))
     conn = hub.add_connection(
         tenant_id=tenant, environment_id="live", provider="zoho_books", name=f"Zoho {tenant}",
         values={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "organization_id": org_id,

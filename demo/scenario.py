@@ -173,6 +173,7 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
     from integration_core import inbound, mapping, outbox
     from integration_core.config import Config
     from integration_core.hub import Hub
+    from integration_core.models import LineItem
     from reference_host import ReferenceHost
 
     # The demo makes a fresh key file on purpose; the "back it up" warning is for real deployments.
@@ -187,7 +188,9 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
     emulator.add_client(CLIENT_ID, CLIENT_SECRET, [callback])
     org = emulator.add_organization(name="Acme Corp (emulated)", currency_code="USD")
     emulator.add_currency(org, "EUR", exchange_rate="1.08")
-    print(f"   emulator at {emulator.base_url}; organization {org} (base USD, EUR at 1.08); GBP not enabled")
+    sales_tax = emulator.add_tax(org, "NY Sales Tax", "8.875")
+    print(f"   emulator at {emulator.base_url}; organization {org} (base USD, EUR at 1.08, "
+          f"{sales_tax['tax_name']} {sales_tax['tax_percentage']}%); GBP not enabled")
 
     server: subprocess.Popen[bytes] | None = None
     qbo_emulator: Any = None  # the QuickBooks tenant's emulator (step 10b)
@@ -207,7 +210,12 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
                                       issue_date="2026-01-07")
         inv_gbp = billing.add_invoice(TENANT, ENVIRONMENT, carol.id, [("Training London", "75.00")],
                                       currency="GBP", issue_date="2026-01-08")
-        ours = [inv_paid, inv_void, inv_eur, inv_gbp]
+        inv_tax = billing.add_invoice(TENANT, ENVIRONMENT, bob.id, [
+            LineItem(description="Analytical seats", product_code="SEAT", quantity="3", unit_price="49.99",
+                     discount_percent="10", tax_rate="8.875", tax_name="NY Sales Tax"),
+            LineItem(description="Installation", amount="100.00", tax_rate="8.875", tax_name="NY Sales Tax")],
+            issue_date="2026-01-09")
+        ours = [inv_paid, inv_void, inv_eur, inv_gbp, inv_tax]
         table(["invoice", "customer", "total", "currency"],
               [[i.number, i.customer.name, money(i.total), i.currency] for i in ours])
         print(f"   (and {dan.name} <{dan.email}>, a customer with no invoice yet)")
@@ -270,7 +278,7 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         table(["invoice", "task", "status", "attempts", "remote id / error"],
               [[i.number, tasks[i.id].id, tasks[i.id].status, tasks[i.id].attempts,
                 tasks[i.id].remote_id or short(tasks[i.id].last_error)] for i in ours])
-        for inv in (inv_paid, inv_void, inv_eur):
+        for inv in (inv_paid, inv_void, inv_eur, inv_tax):
             checks.expect(tasks[inv.id].status == "done", f"{inv.number} ({inv.currency}) was pushed")
         gbp = tasks[inv_gbp.id]
         checks.expect(gbp.status == "failed" and "GBP" in (gbp.last_error or ""),
@@ -326,6 +334,23 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         z_eur = by_number.get(inv_eur.number)
         checks.expect(z_eur is not None and z_eur["currency_code"] == "EUR", f"Zoho has {inv_eur.number} in EUR")
         checks.expect(inv_gbp.number not in by_number, f"Zoho has no {inv_gbp.number} (GBP is not enabled there)")
+        ada_contacts = {c["currency_code"]: c for c in emulator.contacts(org) if c["email"] == ada.email}
+        table(["Zoho contact", "name", "currency"],
+              [[c["contact_id"], c["contact_name"], code] for code, c in sorted(ada_contacts.items())])
+        checks.expect(sorted(ada_contacts) == ["EUR", "USD"],
+                      f"{ada.name}, billed in USD and EUR, has one Zoho contact per currency")
+        checks.expect(all(by_number[i.number]["customer_id"] == ada_contacts.get(i.currency, {}).get("contact_id")
+                          for i in (inv_paid, inv_eur) if i.number in by_number),
+                      "each of her invoices is on the contact of its currency")
+        z_tax = by_number.get(inv_tax.number) or {}
+        totals = inv_tax.totals()
+        print(f"   taxed invoice {inv_tax.number}: ours subtotal {money(totals.subtotal)} + tax "
+              f"{money(totals.tax_total)} = {money(inv_tax.total)}; Zoho {money(z_tax.get('sub_total', 0))} + "
+              f"{money(z_tax.get('tax_total', 0))} = {money(z_tax.get('total', 0))}")
+        checks.expect(Decimal(str(z_tax.get("total", "0"))) == inv_tax.total
+                      and Decimal(str(z_tax.get("tax_total", "0"))) == totals.tax_total,
+                      f"Zoho computed the same tax and total for {inv_tax.number} ({money(inv_tax.total)} USD)")
+        checks.expect(len(emulator.items(org)) == 1, "its product code became one Zoho item")
         checks.expect(sum(1 for i in zoho_invoices if i["invoice_number"] == inv_paid.number) == 1,
                       f"exactly one Zoho invoice for {inv_paid.number} despite the duplicate submission")
 

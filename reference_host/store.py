@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -27,7 +28,9 @@ CREATE TABLE IF NOT EXISTS invoices (
 );
 CREATE TABLE IF NOT EXISTS invoice_lines (
     invoice_id TEXT NOT NULL REFERENCES invoices (id), position INTEGER NOT NULL,
-    description TEXT NOT NULL, amount TEXT NOT NULL, PRIMARY KEY (invoice_id, position)
+    description TEXT NOT NULL, amount TEXT NOT NULL,
+    detail TEXT,  -- the whole line as JSON (quantity, unit price, discount, tax), when it has more
+    PRIMARY KEY (invoice_id, position)
 );
 CREATE TABLE IF NOT EXISTS payments (
     id INTEGER PRIMARY KEY AUTOINCREMENT, payment_key TEXT NOT NULL UNIQUE, invoice_id TEXT NOT NULL,
@@ -181,7 +184,7 @@ class ReferenceHost:
         tenant_id: str,
         environment_id: str,
         customer_id: str,
-        lines: Sequence[tuple[str, str | Decimal]],
+        lines: Sequence[tuple[str, str | Decimal] | LineItem],
         *,
         currency: str = "USD",
         issue_date: dt.date | str | None = None,
@@ -191,8 +194,12 @@ class ReferenceHost:
         """Create a finalized invoice; returns the :class:`Invoice` to give ``hub.submit_invoice``."""
         issue = dt.date.fromisoformat(str(issue_date)) if issue_date else dt.date.today()
         due = dt.date.fromisoformat(str(due_date)) if due_date else None
-        items = [LineItem(description=d, amount=Decimal(str(a))) for d, a in lines]
-        total = sum((i.amount for i in items), Decimal("0"))
+        items = [x if isinstance(x, LineItem) else LineItem(description=x[0], amount=Decimal(str(x[1])))
+                 for x in lines]
+        # the invoice's own rules (quantities, discounts, taxes, the currency's precision) give the total
+        probe = Invoice(id="probe", number="probe", customer=Customer(id="probe", name="probe"), currency=currency,
+                        issue_date=issue, lines=items)
+        items, total = list(probe.lines), probe.total
         with self._db() as db:
             if db.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone() is None:
                 raise LookupError(f"no customer {customer_id}")
@@ -205,8 +212,8 @@ class ReferenceHost:
                  due and due.isoformat(), str(total)),
             )
             for pos, item in enumerate(items):
-                db.execute("INSERT INTO invoice_lines VALUES (?, ?, ?, ?)",
-                           (iid, pos, item.description, str(item.amount)))
+                db.execute("INSERT INTO invoice_lines VALUES (?, ?, ?, ?, ?)",
+                           (iid, pos, item.description, str(item.amount), json.dumps(item.to_dict())))
         return self.invoice_model(iid)
 
     def invoice_model(self, invoice_id: str) -> Invoice:
@@ -216,14 +223,15 @@ class ReferenceHost:
             if inv is None:
                 raise UnknownInvoice(f"no invoice {invoice_id}")
             cust = db.execute("SELECT * FROM customers WHERE id = ?", (inv["customer_id"],)).fetchone()
-            lines = db.execute("SELECT description, amount FROM invoice_lines WHERE invoice_id = ? ORDER BY position",
-                               (invoice_id,)).fetchall()
+            lines = db.execute("SELECT description, amount, detail FROM invoice_lines WHERE invoice_id = ? "
+                               "ORDER BY position", (invoice_id,)).fetchall()
         return Invoice(
             id=inv["id"], number=inv["number"],
             customer=Customer(id=cust["id"], name=cust["name"], email=cust["email"],
                               company_name=cust["company_name"]),
             currency=inv["currency"], issue_date=inv["issue_date"], due_date=inv["due_date"],
-            lines=[LineItem(description=r["description"], amount=Decimal(r["amount"])) for r in lines],
+            lines=[LineItem.from_dict(json.loads(r["detail"])) if r["detail"] else
+                   LineItem(description=r["description"], amount=Decimal(r["amount"])) for r in lines],
         )
 
     def add_payment(
