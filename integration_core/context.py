@@ -86,6 +86,31 @@ def _thread_lock(key: str) -> threading.Lock:
 _CACHES: dict[str, dict[str, Any]] = {}
 
 
+class Mappings:
+    """A provider's own remembered links, such as a product code and the remote item made for it, kept in the
+    core's mapping table (per connection and entity type) so they outlive the process. Without a store (tests,
+    tools) they live in memory."""
+
+    def __init__(
+        self,
+        get: Callable[[str, str], str | None] | None = None,
+        put: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self._get, self._put = get, put
+        self._memory: dict[tuple[str, str], str] = {}
+
+    def get(self, entity_type: str, local_id: str) -> str | None:
+        if self._get is None:
+            return self._memory.get((entity_type, local_id))
+        return self._get(entity_type, local_id)
+
+    def remember(self, entity_type: str, local_id: str, remote_id: str) -> None:
+        if self._put is None:
+            self._memory[(entity_type, local_id)] = remote_id
+        else:
+            self._put(entity_type, local_id, remote_id)
+
+
 class ProviderContext:
     """The ``connection`` argument of every provider hook."""
 
@@ -97,6 +122,7 @@ class ProviderContext:
         save_settings: Callable[[dict[str, Any]], None] | None = None,
         process_lock: Callable[[str], AbstractContextManager[None]] | None = None,
         session: requests.Session | None = None,
+        mappings: Mappings | None = None,
     ) -> None:
         self.record = connection
         self.secrets = secrets
@@ -104,6 +130,7 @@ class ProviderContext:
         self._save_settings = save_settings
         self._process_lock = process_lock
         self.http = session or shared_session()
+        self.mappings = mappings or Mappings()
         self.requests_made = 0
         self.metered = False
 

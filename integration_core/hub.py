@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import audit, authorization
+from . import audit, authorization, mapping
 from .config import Config
 from .context import ProviderContext, Secrets
 from .errors import AuthError, ConfigurationError, IntegrationError, NotFoundError
@@ -357,6 +357,7 @@ class Hub:
             secrets,
             save_settings=lambda values: self._save_settings(cid, values),
             process_lock=self._advisory_lock if is_postgres(self.engine) else None,
+            mappings=mapping.provider_mappings(self.engine, cid),
         )
 
     def check_connection(self, connection_id: str) -> ConnectResult:

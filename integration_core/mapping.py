@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .context import Mappings
 from .errors import IntegrationError
 from .store.schema import entity_mappings, utcnow
 
@@ -135,3 +136,22 @@ def unlink(conn: sa.Connection, connection_id: str, entity_type: str, local: str
         )
     )
     return result.rowcount > 0
+
+
+def provider_mappings(engine: sa.Engine, connection_id: str) -> Mappings:
+    """The ``ctx.mappings`` of a provider: its own links (e.g. product code -> remote item) in this table."""
+
+    def get(entity_type: str, local: str) -> str | None:
+        with engine.connect() as db:
+            return remote_id(db, connection_id, entity_type, local)
+
+    def put(entity_type: str, local: str, remote: str) -> None:
+        with engine.begin() as db:  # a different earlier link (the remote record was replaced) gives way
+            if remote_id(db, connection_id, entity_type, local) not in (None, remote):
+                unlink(db, connection_id, entity_type, local)
+            try:
+                link(db, connection_id, entity_type, local, remote)
+            except MappingConflict:  # the remote is linked to another local id: keep the existing link
+                pass
+
+    return Mappings(get, put)

@@ -215,7 +215,7 @@ def test_b_ids_in_a_body_signed_for_a_do_not_affect_b(world: World) -> None:
     forged = [json.dumps({"invoice": record}).encode(),
               json.dumps({"invoice": {"invoice_id": rid_b, "status": "void"}}).encode(),
               json.dumps({"invoice": {**record, "invoice_id": int(rid_b)}}).encode()]
-    b_contact = mappings(w.hub, w.conns["B"].id, mapping.CUSTOMER)
+    b_contact = mappings(w.hub, w.conns["B"].id, mapping.contact_type("USD"))
     remote_customer_b = next(iter(b_contact.values()))
     forged.append(json.dumps({"contact": {"contact_id": remote_customer_b, "contact_name": "Hijack",
                                           "contact_type": "customer", "email": "hijack@evil.example"}}).encode())

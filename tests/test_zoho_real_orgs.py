@@ -119,6 +119,15 @@ def test_uk_vat_items_inclusive_and_jpy_reconcile(hub: Hub, zoho_emulator: Any) 
     assert zoho_invoice(zoho_emulator, org, "INV-1")["vat_treatment"] == "uk"
     assert sorted(i["sku"] for i in zoho_emulator.items(org)) == ["ONB", "SEAT-PRO"]  # created once each
     assert zoho_emulator.request_count(org, "POST", "/items") == 2
+    with hub.engine.connect() as db:  # remembered in the mapping table: a new process looks nothing up
+        assert mapping.remote_id(db, conn.id, "item", "SEAT-PRO") == next(
+            i["item_id"] for i in zoho_emulator.items(org) if i["sku"] == "SEAT-PRO")
+    hub.context(conn).cache.clear()
+    lookups = zoho_emulator.request_count(org, "GET", "/items")
+    hub.submit_invoice("t1", "prod", invoice(3, inclusive, currency="GBP", customer=buyer))
+    drain(hub)
+    assert zoho_emulator.request_count(org, "GET", "/items") == lookups
+    assert find_task(hub, conn.id, "inv-3").status == TaskStatus.DONE
 
     jconn, jorg = zoho_connection(hub, zoho_emulator, tenant="t2", currency="JPY",
                                   org_settings={"edition": "global", "country": "Japan"})

@@ -198,3 +198,19 @@ def test_contact_update_replaces_given_fields_only(zoho_emulator: Emulator) -> N
     rows = org.ok("GET", "/contacts", "contacts", params={"email": "ada@new.example"})
     assert [r["contact_id"] for r in rows] == [cid]
     assert org.call("PUT", "/contacts/1", json={"contact_name": "Nobody"}).status_code == 404
+
+
+def test_fixture_seeds_the_edition_of_new_organizations(zoho_emulator_factory: Any) -> None:
+    emu = zoho_emulator_factory(org_defaults={"edition": "in", "state_code": "KA"})
+    org = Org(emu, "INR", country="India")
+    assert emu.state.org(org.org_id).edition == "in"
+    assert org.ok("GET", f"/organizations/{org.org_id}", "organization")["address"]["state_code"] == "KA"
+    control = requests.post(emu.base_url + "/_emulator/orgs", json={"name": "Gulf", "currency_code": "AED",
+                                                                    "edition": "gcc"}, timeout=10).json()
+    assert emu.state.org(control["org_id"]).edition == "gcc"
+    changed = requests.post(emu.base_url + f"/_emulator/orgs/{control['org_id']}/settings",
+                            json={"off_edition_fields": "refuse"}, timeout=10).json()
+    assert changed["off_edition_fields"] == "refuse" and changed["edition"] == "gcc"
+    bad = requests.post(emu.base_url + f"/_emulator/orgs/{control['org_id']}/settings", json={"edition": "xx"},
+                        timeout=10)
+    assert bad.status_code == 400 and "edition" in bad.json()["message"]

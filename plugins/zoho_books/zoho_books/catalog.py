@@ -108,12 +108,17 @@ def exemption_id_for(client: ZohoClient, invoice: Invoice, line: LineItem) -> st
         code="exemption_missing")
 
 
+ITEM = "item"  # entity type of a product code's Zoho item in the core's mapping table (ctx.mappings)
+
+
 def item_id_for(client: ZohoClient, line: LineItem, edition: str) -> str:
-    """The Zoho item of a product code: cached, else found by SKU, then by name, else created."""
+    """The Zoho item of a product code: cached, else remembered in the mapping table, else found by SKU, then
+    by name, else created (and then remembered)."""
     code = str(line.product_code)
     key = f"item:{code}"
-    cached = _get(client, key)
+    cached = _get(client, key) or client.connection.mappings.get(ITEM, code)
     if cached:
+        _put(client, key, str(cached))
         return str(cached)
     name = truncate(line.description, LINE_NAME_MAX)
     found = _find_item(client, "sku", code) or _find_item(client, "name", name)
@@ -121,6 +126,7 @@ def item_id_for(client: ZohoClient, line: LineItem, edition: str) -> str:
         found = client.post("/items", _item_payload(client, line, name, edition)).get("item") or {}
         if not found.get("item_id"):
             raise PermanentError("Zoho Books created an item but sent no item_id")
+    client.connection.mappings.remember(ITEM, code, str(found["item_id"]))
     _put(client, key, str(found["item_id"]))
     return str(found["item_id"])
 

@@ -109,8 +109,13 @@ class Emulator:
         refresh_window_seconds: float = 600.0,
         enforce_scopes: bool = True,
         verbose: bool = False,
+        org_defaults: Mapping[str, Any] | None = None,
     ) -> None:
+        """``org_defaults``: edition settings every new organization starts with (e.g. ``{"edition": "in",
+        "state_code": "KA"}``; see ``BooksState.configure_organization``), also through the pytest fixture
+        ``zoho_emulator_factory(org_defaults=...)``."""
         self.state = BooksState()
+        self.org_defaults = dict(org_defaults or {})
         self.oauth = OAuthServer(
             OAuthConfig(access_token_ttl, code_ttl, refresh_limit, refresh_window_seconds, 20, enforce_scopes)
         )
@@ -200,7 +205,7 @@ class Emulator:
         """``settings``: the organization's edition and behaviour settings (``BooksState.configure_organization``),
         e.g. ``edition="in", state_code="KA"``."""
         return self.state.add_organization(name, currency_code, plan, org_id, daily_limit, max_concurrent,
-                                           **settings)
+                                           **{**self.org_defaults, **settings})
 
     def configure_organization(self, org_id: str, **settings: Any) -> dict[str, Any]:
         return jsonable(self.state.configure_organization(org_id, **settings))
