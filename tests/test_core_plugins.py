@@ -40,7 +40,7 @@ def test_a_call_reaches_only_the_named_provider() -> None:
     plugins.add_provider("first", first)
     plugins.add_provider("second", second)
     customer = Customer(id="c1", name="Ada")
-    assert plugins.provider("second").upsert_contact(ctx=None, customer=customer) == "second-c1"
+    assert plugins.provider("second").upsert_contact(ctx=None, customer=customer, currency="USD") == "second-c1"
     assert first.calls == [] and second.calls == ["c1"]
     assert plugins.provider("first").provider_info().name == "first"
 
@@ -80,11 +80,12 @@ def test_every_registration_order_routes_each_call_to_its_own_provider(
         if call_between:
             for known in recorders:
                 assert plugins.provider(known).provider_info().name == known
-                assert plugins.provider(known).upsert_contact(ctx=None, customer=customer) == f"{known}-c1"
+                contact = plugins.provider(known).upsert_contact(ctx=None, customer=customer, currency="USD")
+                assert contact == f"{known}-c1"
     for name in "abc":
         before = {n: list(r.calls) for n, r in recorders.items()}
         assert plugins.provider(name).provider_info().name == name
-        assert plugins.provider(name).upsert_contact(ctx=None, customer=customer) == f"{name}-c1"
+        assert plugins.provider(name).upsert_contact(ctx=None, customer=customer, currency="USD") == f"{name}-c1"
         after = {n: list(r.calls) for n, r in recorders.items()}
         assert {n for n in after if after[n] != before[n]} == {name}
 

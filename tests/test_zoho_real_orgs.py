@@ -10,9 +10,9 @@ import pytest
 
 from integration_core import mapping
 from integration_core.hub import Hub
-from integration_core.models import Invoice
+from integration_core.models import Invoice, TaskStatus
+from integration_core.outbox import find_task
 from integration_core.scheduler import drain_until_idle
-from integration_core.tasks import TaskStatus, find_task
 from tests.workers.helpers import FAST
 from tests.workers.zoho import zoho_connection
 
