@@ -30,7 +30,8 @@ def scaled_quickbooks() -> Plugins:
 
     provider = types.ModuleType("scaled_quickbooks")
     for name in PROVIDER_HOOKS:
-        setattr(provider, name, getattr(real, name))
+        if hasattr(real, name):  # optional hooks (update_contact) may be absent
+            setattr(provider, name, getattr(real, name))
 
     @hookimpl
     def rate_limit(ctx: object) -> RateLimit:
