@@ -16,7 +16,7 @@ from .billing import Customer as Customer
 from .billing import Invoice as Invoice
 from .billing import InvoiceLine as InvoiceLine
 from .billing import LineItem as LineItem
-from .billing import _date, _decimal
+from .billing import _currency, _date, _decimal, _nonempty
 
 
 def _positive_money(instance: Any, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import WEBHOOK_SECRET, Zoho
 from zoho_books import plugin
 
+from conftest import WEBHOOK_SECRET, Zoho
 from integration_core.errors import WebhookRejected
 from integration_core.models import CustomerCreated, Ignored, InvoicePaid, InvoiceVoided, WebhookRequest
 
