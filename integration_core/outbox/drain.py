@@ -300,6 +300,8 @@ class Outbound(DependentTasks):
         # so a small window cannot livelock on the first call of every task.
         cost = self._cost("push_invoice") + (self._cost("find_invoice") if lookup else 0)
         cost += self._cost("upsert_contact") if contact_id is None else 0
+        # (update_contact costs 1 unless configured; it replaces upsert_contact, so the worst case of a whole
+        # task, which the rate windows are sized for, stays push + find + upsert)
         cost += self._cost("update_contact") if stale else 0
         if not budget.take(cost):
             raise _RateWindowFull(budget.retry_at)

@@ -25,7 +25,7 @@ class OutboundSettings:
     rate_chunk: int = 5  # calls reserved from the shared window at a time
     # Worst-case API requests per hook call, reserved before each call (contact lookup + create, etc.).
     call_costs: Mapping[str, int] = attrs.field(
-        factory=lambda: {"upsert_contact": 2, "update_contact": 1, "find_invoice": 1, "push_invoice": 2}
+        factory=lambda: {"upsert_contact": 2, "find_invoice": 1, "push_invoice": 2}
     )
 
     @classmethod
