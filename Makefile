@@ -19,12 +19,12 @@ demo: $(STAMP)
 	$(BIN)/python -m demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check integration_core plugins tests bench reference_host demo conftest.py
+	$(BIN)/ruff check integration_core plugins tests bench reference_host demo examples conftest.py
 	$(BIN)/mypy integration_core
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check integration_core plugins tests bench reference_host demo conftest.py
+	$(BIN)/ruff check integration_core plugins tests bench reference_host demo examples conftest.py
 	$(BIN)/mypy integration_core
 
 bench: $(STAMP)

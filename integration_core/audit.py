@@ -28,6 +28,32 @@ def record(
     )
 
 
+def record_many(
+    conn: sa.Connection,
+    subject: str,
+    subject_id: str | int,
+    actions: list[tuple[str, str | None]],
+    *,
+    connection_id: str | None = None,
+) -> None:
+    """Several ``(action, detail)`` rows for one subject in one statement, in order."""
+    at = utcnow()
+    conn.execute(
+        audit_log.insert(),
+        [
+            {
+                "at": at,
+                "connection_id": connection_id,
+                "subject": subject,
+                "subject_id": str(subject_id),
+                "action": action,
+                "detail": (detail or None) and detail[:4000],
+            }
+            for action, detail in actions
+        ],
+    )
+
+
 def history(conn: sa.Connection, subject: str, subject_id: str | int) -> list[sa.Row]:
     a = audit_log.c
     return list(

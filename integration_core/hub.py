@@ -23,6 +23,7 @@ from .store import create_engine_for, upgrade
 from .store.db import is_postgres, lock_rows
 from .store.schema import connections, utcnow
 from .vault import KeyRing
+from .webhook_entry import Body, Headers, Query, WebhookEntry, WebhookResponse
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Hub:
         self.plugins = plugins or Plugins()
         if host is not None:
             self.plugins.set_host(host)
+        self.entry = WebhookEntry(self)
 
     def _store_has_secrets(self) -> bool:
         with self.engine.connect() as db:
@@ -331,19 +333,12 @@ class Hub:
                 row = db.execute(sa.select(connections).where(connections.c.id == connection)).first()
             if row is None:
                 raise NotFoundError(f"no connection {connection!r}")
-            return self._context(_row_to_connection(row), self.keys.decrypt(row.secrets))
+            return self.context_from_row(row)
         return self._context(connection, self._load_secrets(connection.id))
 
-    def find_context(self, provider: str, tenant_id: str, environment_id: str) -> ProviderContext | None:
-        """:meth:`find_connection` and :meth:`context` in one read (the webhook dispatcher's lookup)."""
-        c = connections.c
-        with self.engine.connect() as db:
-            row = db.execute(
-                sa.select(connections).where(
-                    c.provider == provider, c.tenant_id == tenant_id, c.environment_id == environment_id
-                )
-            ).first()
-        return None if row is None else self._context(_row_to_connection(row), self.keys.decrypt(row.secrets))
+    def context_from_row(self, row: Any) -> ProviderContext:
+        """The context of a ``connections`` row already read (its secrets decrypted here)."""
+        return self._context(_row_to_connection(row), self.keys.decrypt(row.secrets))
 
     def _context(self, connection: Connection, secret_values: dict[str, str]) -> ProviderContext:
         cid = connection.id
@@ -375,6 +370,10 @@ class Hub:
     def complete_authorization(self, state: str, code: str, params: Mapping[str, str] | None = None) -> Connection:
         """Finish the flow started by :meth:`start_authorization`; the connection becomes active."""
         return authorization.complete(self, state, code, params)
+
+    def handle_oauth_callback(self, query: Query) -> WebhookResponse:
+        """The OAuth callback in any web framework: ``query`` as received; answer the page returned."""
+        return self.entry.oauth_callback(query)
 
     # --- keys ------------------------------------------------------------------------------------
 
@@ -418,3 +417,22 @@ class Hub:
     def submit_void(self, tenant_id: str, environment_id: str, invoice_id: str) -> SubmitResult:
         """Queue the void of invoice ``invoice_id``'s remote invoice: once, after any pending push of it."""
         return submit_void(self, tenant_id, environment_id, invoice_id)
+
+    def handle_webhook(
+        self,
+        provider: str,
+        tenant_id: str | None = None,
+        environment_id: str | None = None,
+        *,
+        method: str = "POST",
+        headers: Headers = (),
+        query: Query = "",
+        body: Body = b"",
+    ) -> WebhookResponse:
+        """One webhook delivery from any web framework: verify, parse, store, apply (``webhook_entry.py``).
+
+        ``body`` is the raw body as received (bytes, or ``read(limit) -> bytes``). Never raises: send back
+        the returned status, headers and body."""
+        return self.entry.handle(
+            provider, tenant_id, environment_id, method=method, headers=headers, query=query, body=body
+        )

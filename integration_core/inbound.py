@@ -1,16 +1,18 @@
 """The inbox: store each inbound event once under its dedupe key, then apply it once through host hooks.
 
-Why two steps. The row is inserted first (its own short transaction) so the unique constraint on
+One transaction per first delivery. The row is inserted first, so the unique constraint on
 ``(connection_id, dedupe_key)`` decides, race-free across threads and processes, which delivery is the
-first. Applying then happens in a second transaction that re-reads the row under a lock (``FOR UPDATE``
-on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and only proceeds while it is still ``received`` or
-``failed``: the host hook call, the mapping writes and the status update commit together, so two
-concurrent deliveries apply once. A crash between the steps leaves a ``received`` row that the next
-delivery (or ``events retry``) applies. The host hook gets ``payment_key`` = the dedupe key so a host
-can also be idempotent on its side (the one window we cannot close: the host committed, we crashed
-before our commit).
+first (on PostgreSQL a concurrent insert of the same key waits for the first transaction and then fails;
+SQLite's ``BEGIN IMMEDIATE`` serializes writers). The host hook call, the mapping writes, the status and
+the audit rows then commit in that same transaction: a delivery is stored and applied together or not at
+all. When the host hook fails, that transaction rolls back and the event is stored ``failed`` with the
+reason (the sender retries; ``events retry`` too). A redelivery counts itself on the stored row and
+applies it only while it is ``received`` (rows of older versions) or ``failed``, re-read under a lock
+(``FOR UPDATE`` on PostgreSQL), so concurrent redeliveries apply once. The host hook gets
+``payment_key`` = the dedupe key so a host can also be idempotent on its side (the one window we cannot
+close: the host committed, we crashed before our commit).
 
-Host hooks run inside that apply transaction. On SQLite it holds the database's write lock, so a host
+Host hooks run inside the apply transaction. On SQLite it holds the database's write lock, so a host
 hook must not write to the integration database itself (a host keeps its own store; the reference host
 does).
 """
@@ -26,6 +28,8 @@ import sqlalchemy as sa
 
 from . import audit, mapping
 from .errors import IntegrationError, NotFoundError
+from .inbox_views import get_event as get_event
+from .inbox_views import list_events as list_events
 from .models import (
     Connection,
     CustomerCreated,
@@ -74,9 +78,39 @@ class HostHookMissing(Exception):
     """No host application implements the hook an event needs; the event waits as ``failed``."""
 
 
-def apply(hub: Hub, connection: Connection, events: Iterable[Event]) -> list[EventOutcome]:
-    """Store and apply ``events`` for ``connection``; each outcome says applied / ignored / failed / duplicate."""
-    return [_receive(hub, connection, event) for event in events]
+class ConnectionChanged(Exception):
+    """The connection's row no longer matches the context a delivery was verified with (see ``expect``)."""
+
+
+_FINGERPRINT = (
+    connections.c.status,
+    connections.c.secrets,
+    connections.c.settings,
+    connections.c.name,
+    connections.c.invoices_outbound,
+    connections.c.customers_inbound,
+    connections.c.updated_at,
+)
+
+
+def fingerprint(row: Any) -> tuple[Any, ...]:
+    """What a cached connection context depends on (from a row holding ``_FINGERPRINT``'s columns)."""
+    return tuple(getattr(row, col.name) for col in _FINGERPRINT)
+
+
+def apply(
+    hub: Hub, connection: Connection, events: Iterable[Event], *, expect: tuple[Any, ...] | None = None
+) -> list[EventOutcome]:
+    """Store and apply ``events`` for ``connection``; each outcome says applied / ignored / failed / duplicate.
+
+    ``expect``: the :func:`fingerprint` of the connection row the caller's context was built from. It is
+    checked inside the first event's transaction; :class:`ConnectionChanged` (nothing written) if it differs.
+    """
+    outcomes = []
+    for event in events:
+        outcomes.append(_receive(hub, connection, event, expect))
+        expect = None
+    return outcomes
 
 
 def summarize(outcomes: Sequence[EventOutcome]) -> dict[str, int]:
@@ -93,28 +127,84 @@ def summarize(outcomes: Sequence[EventOutcome]) -> dict[str, int]:
 # --- receive ----------------------------------------------------------------------------------------
 
 
-def _receive(hub: Hub, connection: Connection, event: Event) -> EventOutcome:
+class _EffectFailed(Exception):
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(exc.__class__.__name__)
+        self.exc = exc
+
+
+def _receive(hub: Hub, connection: Connection, event: Event, expect: tuple[Any, ...] | None) -> EventOutcome:
+    """A first delivery is inserted, applied and audited in one transaction: the unique key decides which
+    delivery is first (a concurrent insert of the same key waits for this one, then fails), and the host
+    hook runs before that transaction commits, so an event is applied once and never half-stored."""
     payload = event_to_dict(event)
     now = utcnow()
     try:
         with hub.engine.begin() as db:
-            event_id = db.execute(
-                inbox_events.insert().values(
-                    connection_id=connection.id,
-                    dedupe_key=event.dedupe_key,
-                    kind=event.kind,
-                    payload=payload,
-                    status=EventStatus.RECEIVED,
-                    deliveries=1,
-                    received_at=now,
-                    last_delivery_at=now,
-                    remote_id=getattr(event, "remote_invoice_id", None),
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
-            audit.record(db, "event", event_id, "received", event.kind, connection_id=connection.id)
-        return _apply_one(hub, connection, int(event_id))
+            if expect is not None:
+                current = db.execute(sa.select(*_FINGERPRINT).where(connections.c.id == connection.id)).first()
+                if current is None or fingerprint(current) != expect:
+                    raise ConnectionChanged(connection.id)
+            event_id = int(db.execute(_insert(connection, event, payload, now, EventStatus.RECEIVED, None))
+                           .inserted_primary_key[0])  # type: ignore[index]
+            try:
+                detail = _effect(hub, db, connection, event)
+                status, reason = EventStatus.APPLIED, None
+            except _Skip as skip:
+                status, reason, detail = EventStatus.IGNORED, skip.reason, skip.reason
+            except Exception as exc:
+                raise _EffectFailed(exc) from exc
+            c = inbox_events.c
+            db.execute(inbox_events.update().where(c.id == event_id).values(status=status, reason=reason,
+                                                                           applied_at=utcnow()))
+            audit.record_many(db, "event", event_id, [("received", event.kind), (status, detail)],
+                              connection_id=connection.id)
+        return EventOutcome(event_id, event.dedupe_key, event.kind, status, reason=reason)
     except sa.exc.IntegrityError:
         pass  # a delivery of this event was stored before: count it, apply only if it never got applied
+    except _EffectFailed as failed:
+        stored = _store_failed(hub, connection, event, payload, now, failed.exc)
+        if stored is not None:
+            return stored
+    return _redelivered(hub, connection, event, now)
+
+
+def _insert(connection: Connection, event: Event, payload: dict[str, Any], now: Any, status: EventStatus,
+            reason: str | None) -> sa.Insert:
+    return inbox_events.insert().values(
+        connection_id=connection.id,
+        dedupe_key=event.dedupe_key,
+        kind=event.kind,
+        payload=payload,
+        status=status,
+        reason=reason,
+        deliveries=1,
+        received_at=now,
+        last_delivery_at=now,
+        remote_id=getattr(event, "remote_invoice_id", None),
+    )
+
+
+def _store_failed(hub: Hub, connection: Connection, event: Event, payload: dict[str, Any], now: Any,
+                  exc: Exception) -> EventOutcome | None:
+    """The host failed on a first delivery (its transaction rolled back): keep the event as ``failed``.
+    ``None`` when a concurrent delivery stored it meanwhile (the caller counts this one as a redelivery)."""
+    reason = _failure_reason(exc)
+    log.warning("inbox event %s failed: %s", event.dedupe_key[:80], exc.__class__.__name__)
+    try:
+        with hub.engine.begin() as db:
+            event_id = int(db.execute(_insert(connection, event, payload, now, EventStatus.FAILED, reason))
+                           .inserted_primary_key[0])  # type: ignore[index]
+            audit.record_many(db, "event", event_id, [("received", event.kind), (EventStatus.FAILED, reason)],
+                              connection_id=connection.id)
+    except sa.exc.IntegrityError:
+        return None
+    except Exception:
+        raise exc from None  # our own database is failing too: the caller answers 500, the sender retries
+    return EventOutcome(event_id, event.dedupe_key, event.kind, EventStatus.FAILED, reason=reason)
+
+
+def _redelivered(hub: Hub, connection: Connection, event: Event, now: Any) -> EventOutcome:
     with hub.engine.begin() as db:
         row = _locked_row(db, connection.id, event.dedupe_key)
         if row is None:  # deleted in between (connection removed): nothing to do
@@ -127,7 +217,7 @@ def _receive(hub: Hub, connection: Connection, event: Event) -> EventOutcome:
             .values(deliveries=inbox_events.c.deliveries + 1, last_delivery_at=now)
         )
         audit.record(db, "event", row.id, "redelivered", f"delivery {row.deliveries + 1}", connection_id=connection.id)
-    if row.status in _APPLICABLE:  # first delivery still in flight, crashed, or failed: (re)apply, once
+    if row.status in _APPLICABLE:  # crashed before (older versions) or failed: (re)apply, once
         return _apply_one(hub, connection, row.id)
     return EventOutcome(row.id, row.dedupe_key, row.kind, row.status, duplicate=True, reason=row.reason)
 
@@ -354,34 +444,6 @@ def apply_waiting(hub: Hub, connection_id: str, remote_invoice_id: str) -> list[
 # --- operator views and retry -----------------------------------------------------------------------
 
 
-def list_events(
-    hub: Hub, *, connection_id: str | None = None, status: str | None = None, limit: int = 200
-) -> list[dict[str, Any]]:
-    """Newest first."""
-    c = inbox_events.c
-    query = sa.select(inbox_events).order_by(c.id.desc()).limit(limit)
-    if connection_id:
-        query = query.where(c.connection_id == connection_id)
-    if status:
-        query = query.where(c.status == status)
-    with hub.engine.connect() as db:
-        return [_row_dict(r) for r in db.execute(query)]
-
-
-def get_event(hub: Hub, event_id: int) -> dict[str, Any]:
-    """One event with its audit history."""
-    with hub.engine.connect() as db:
-        row = db.execute(sa.select(inbox_events).where(inbox_events.c.id == event_id)).first()
-        if row is None:
-            raise NotFoundError(f"no inbox event {event_id}")
-        data = _row_dict(row)
-        data["history"] = [
-            {"at": h.at.isoformat(), "action": h.action, "detail": h.detail}
-            for h in audit.history(db, "event", event_id)
-        ]
-    return data
-
-
 def retry(hub: Hub, event_id: int) -> EventOutcome:
     """Apply a ``failed`` (or stuck ``received``) event again, e.g. after the host was fixed."""
     with hub.engine.connect() as db:
@@ -394,19 +456,3 @@ def retry(hub: Hub, event_id: int) -> EventOutcome:
     with hub.engine.begin() as db:
         audit.record(db, "event", event_id, "retried", None, connection_id=conn.id)
     return _apply_one(hub, conn, event_id)
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "connection_id": row.connection_id,
-        "dedupe_key": row.dedupe_key,
-        "kind": row.kind,
-        "status": row.status,
-        "reason": row.reason,
-        "deliveries": row.deliveries,
-        "payload": row.payload,
-        "received_at": row.received_at.isoformat() if row.received_at else None,
-        "last_delivery_at": row.last_delivery_at.isoformat() if row.last_delivery_at else None,
-        "applied_at": row.applied_at.isoformat() if row.applied_at else None,
-    }

@@ -1,5 +1,9 @@
 """The WSGI dispatcher: webhooks in, the OAuth callback, and a health check. Stdlib only, no framework.
 
+A thin adapter over :mod:`integration_core.webhook_entry` (``Hub.handle_webhook``), which the recipes
+for Django, Flask and FastAPI in ``docs/embedding.md`` call too: this module only routes ``PATH_INFO``
+and reads the body from ``wsgi.input``.
+
 Routes (relative to wherever the app is mounted; ``PATH_INFO`` only):
 
 * ``POST /v1/webhooks/<provider>/<tenant_id>/<environment_id>`` → verify, parse, store and apply.
@@ -30,62 +34,30 @@ Nothing secret or request-specific is logged: only exception types and ids.
 
 from __future__ import annotations
 
-import html
-import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
-import sqlalchemy as sa
-
-from . import inbound
 from .bootstrap import hub_from_env
-from .errors import IntegrationError, WebhookRejected
-from .models import EVENT_TYPES, ConnectionStatus, WebhookRequest
 from .redact import log_internal
+from .webhook_entry import _SEGMENT, WEBHOOK_PREFIX, Refused, WebhookResponse, respond
+from .webhook_entry import webhook_path as webhook_path
 
 if TYPE_CHECKING:
     from .hub import Hub
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_PREFIX = "/v1/webhooks/"
 CALLBACK_PATH = "/v1/oauth/callback"
 HEALTH_PATH = "/healthz"
-_EVENT_TYPES = tuple(EVENT_TYPES.values())  # every normalized event kind of models
-_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f/]{1,200}$")
 _READ_CHUNK = 64 * 1024
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-
-class _Reply(Exception):
-    def __init__(self, status: int, body: dict[str, Any] | str, headers: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or []
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
-def webhook_path(provider: str, tenant_id: str, environment_id: str) -> str:
-    return f"{WEBHOOK_PREFIX}{provider}/{tenant_id}/{environment_id}"
+_Reply = Refused  # a body reader's early answer (400, 411, 413)
 
 
 def webhook_url(public_url: str, provider: str, tenant_id: str, environment_id: str) -> str:
@@ -107,118 +79,39 @@ class Dispatcher:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
-            status, body, headers = self._route(environ)
-        except _Reply as reply:
-            status, body, headers = reply.status, reply.body, reply.headers
+            response = self._route(environ)
+        except Refused as reply:
+            response = respond(reply.status, reply.body, reply.headers)
         except Exception as exc:  # last line of defence: never a traceback in a response
             _log_internal("request", exc)
-            status, body, headers = 500, {"error": "internal error"}, []
-        return _respond(start_response, status, body, headers)
+            response = respond(500, {"error": "internal error"})
+        start_response(response.status_line, [*response.headers[:1], ("Content-Length", str(len(response.body))),
+                                              *response.headers[1:]])
+        return [response.body]
 
-    # --- routing ---------------------------------------------------------------------------------
-
-    def _route(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any] | str, list[tuple[str, str]]]:
+    def _route(self, environ: dict[str, Any]) -> WebhookResponse:
         try:
             path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
-            raise _Reply(404, {"error": "not found"}) from None
+            raise Refused(404, {"error": "not found"}) from None
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         if path.startswith(WEBHOOK_PREFIX):
             parts = path[len(WEBHOOK_PREFIX) :].split("/")
             if len(parts) != 3 or not all(_SEGMENT.match(p) for p in parts):
-                raise _Reply(404, {"error": "not found"})
-            if method != "POST":
-                raise _Reply(405, {"error": "method not allowed"}, [("Allow", "POST")])
-            return self._webhook(environ, method, path, parts[0], parts[1], parts[2])
+                raise Refused(404, {"error": "not found"})
+            return self.hub.entry.handle(  # the body is read once the connection is known
+                parts[0], parts[1], parts[2], method=method, headers=_headers(environ),
+                query=str(environ.get("QUERY_STRING", "")), body=lambda limit: _read_body(environ, limit), path=path,
+            )
         if path == CALLBACK_PATH:
             if method not in ("GET", "HEAD"):
-                raise _Reply(405, {"error": "method not allowed"}, [("Allow", "GET")])
-            return self._oauth_callback(environ)
+                raise Refused(405, {"error": "method not allowed"}, [("Allow", "GET")])
+            return self.hub.entry.oauth_callback(_wsgi_query(environ))
         if path == HEALTH_PATH:
             if method not in ("GET", "HEAD"):
-                raise _Reply(405, {"error": "method not allowed"}, [("Allow", "GET")])
-            return self._health()
-        raise _Reply(404, {"error": "not found"})
-
-    # --- webhooks --------------------------------------------------------------------------------
-
-    def _webhook(
-        self, environ: dict[str, Any], method: str, path: str, provider_name: str, tenant_id: str, environment_id: str
-    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        hub = self.hub
-        ctx = hub.find_context(provider_name, tenant_id, environment_id)
-        if ctx is None or ctx.record.status == ConnectionStatus.DISABLED:
-            raise _Reply(404, {"error": "not found"})
-        conn = ctx.record
-        try:
-            provider = hub.provider(conn.provider)
-        except IntegrationError:
-            log.warning("webhook for connection %s: provider %s is not installed", conn.id, conn.provider)
-            raise _Reply(404, {"error": "not found"}) from None
-        body = _read_body(environ, int(hub.config.max_webhook_bytes))
-        request = _build_request(environ, method, path, body)
-        try:
-            authentic = provider.verify_webhook(ctx=ctx, request=request)
-        except WebhookRejected as exc:
-            log.info("webhook for connection %s rejected by verification (%s)", conn.id, exc.status)
-            raise _Reply(401, {"error": "signature not valid"}) from None
-        except Exception as exc:
-            log.warning("webhook for connection %s: verify_webhook raised %s", conn.id, exc.__class__.__name__)
-            raise _Reply(401, {"error": "signature not valid"}) from None
-        if authentic is not True:
-            log.info("webhook for connection %s: signature missing or not valid", conn.id)
-            raise _Reply(401, {"error": "signature not valid"})
-        try:
-            parsed = provider.parse_event(ctx=ctx, request=request)
-            if parsed is None or isinstance(parsed, str | bytes | dict):
-                raise TypeError("parse_event must return a list of events")
-            events = list(parsed)
-            if not all(isinstance(e, _EVENT_TYPES) for e in events):
-                raise TypeError("parse_event must return a list of events")
-        except WebhookRejected as exc:
-            status = exc.status if exc.status in (400, 413) else 400
-            log.info("webhook for connection %s rejected by parse_event (%s)", conn.id, status)
-            raise _Reply(status, {"error": "malformed webhook"}) from None
-        except Exception as exc:
-            log.warning("webhook for connection %s: parse_event raised %s", conn.id, exc.__class__.__name__)
-            raise _Reply(400, {"error": "malformed webhook"}) from None
-        try:
-            outcomes = inbound.apply(hub, conn, events)
-        except Exception as exc:
-            _log_internal(f"inbound apply for connection {conn.id}", exc)
-            raise _Reply(500, {"error": "internal error"}) from None
-        summary = inbound.summarize(outcomes)
-        if summary["failed"]:
-            return 503, {"status": "retry", **summary}, [("Retry-After", "60")]
-        return 200, {"status": "ok", **summary}, []
-
-    # --- OAuth callback --------------------------------------------------------------------------
-
-    def _oauth_callback(self, environ: dict[str, Any]) -> tuple[int, str, list[tuple[str, str]]]:
-        params = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
-        if params.get("error"):
-            return 400, _page("Not connected", f"The account owner did not grant access ({params['error']})."), []
-        state, code = params.pop("state", ""), params.pop("code", "")
-        if not state or not code:
-            return 400, _page("Not connected", "The callback needs both code and state parameters."), []
-        try:
-            conn = self.hub.complete_authorization(state, code, params)
-        except IntegrationError as exc:
-            log.info("OAuth callback failed: %s", exc.__class__.__name__)
-            return 400, _page("Not connected", f"Authorization failed: {exc}"), []
-        message = f"Connection {conn.name} ({conn.provider}) is connected. You can close this page."
-        return 200, _page("Connected", message), []
-
-    # --- health ----------------------------------------------------------------------------------
-
-    def _health(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        try:
-            with self.hub.engine.connect() as db:
-                db.execute(sa.text("SELECT 1"))
-        except Exception as exc:
-            _log_internal("health check", exc)
-            return 503, {"status": "unavailable"}, []
-        return 200, {"status": "ok"}, []
+                raise Refused(405, {"error": "method not allowed"}, [("Allow", "GET")])
+            return self.hub.entry.health()
+        raise Refused(404, {"error": "not found"})
 
 
 def create_app(hub: Hub) -> WSGIApp:
@@ -307,7 +200,7 @@ def _read_piece(stream: Any, size: int) -> bytes:
         raise _Reply(400, {"error": "malformed body"}) from None
 
 
-def _build_request(environ: dict[str, Any], method: str, path: str, body: bytes) -> WebhookRequest:
+def _headers(environ: dict[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith("HTTP_"):
@@ -316,50 +209,12 @@ def _build_request(environ: dict[str, Any], method: str, path: str, body: bytes)
         headers["content-type"] = str(environ["CONTENT_TYPE"])
     if environ.get("CONTENT_LENGTH"):
         headers["content-length"] = str(environ["CONTENT_LENGTH"])
-    query = _parse_qs_utf8(str(environ.get("QUERY_STRING", "")))
-    form: dict[str, list[str]] = {}
-    if headers.get("content-type", "").lower().startswith("application/x-www-form-urlencoded"):
-        try:
-            form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-        except (UnicodeDecodeError, ValueError):
-            form = {}
-    return WebhookRequest(method=method, path=path, query=query, headers=headers, body=body, form=form)
+    return headers
 
 
-def _parse_qs_utf8(query: str) -> dict[str, list[str]]:
-    try:
-        return parse_qs(query.encode("latin-1").decode("utf-8"), keep_blank_values=True)
-    except (UnicodeEncodeError, UnicodeDecodeError, ValueError):
-        return parse_qs(query, keep_blank_values=True, errors="replace")
-
-
-def _page(title: str, message: str) -> str:
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>"
-        + html.escape(title)
-        + "</title></head><body><h1>"
-        + html.escape(title)
-        + "</h1><p>"
-        + html.escape(message)
-        + "</p></body></html>"
-    )
-
-
-def _respond(
-    start_response: StartResponse, status: int, body: dict[str, Any] | str, headers: list[tuple[str, str]]
-) -> list[bytes]:
-    if isinstance(body, str):
-        data, content_type = body.encode("utf-8"), "text/html; charset=utf-8"
-    else:
-        data, content_type = json.dumps(body, sort_keys=True).encode(), "application/json"
-    all_headers = [
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(data))),
-        ("Cache-Control", "no-store"),
-        *headers,
-    ]
-    start_response(f"{status} {_REASONS.get(status, 'Status')}", all_headers)
-    return [data]
+def _wsgi_query(environ: dict[str, Any]) -> dict[str, list[str]]:
+    """The callback's parameters as before: ``parse_qs`` of the raw ``QUERY_STRING``."""
+    return parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
 
 
 def _log_internal(what: str, exc: BaseException) -> None:
