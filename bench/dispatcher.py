@@ -1,5 +1,10 @@
 """3. The webhook dispatcher under gunicorn vs a bare WSGI hello-world with the same settings and load.
 
+Also counted, in-process through ``Hub.handle_webhook`` (the path the WSGI dispatcher takes): the SQL
+statements and transactions one webhook costs (SQLAlchemy ``before_cursor_execute`` and ``begin``
+events; SQLite's ``BEGIN IMMEDIATE`` is the transaction start, not counted as a statement), for the first
+delivery to a connection this process has not seen yet (cold context cache) and for the next ones.
+
 Each request is a distinct, validly signed ``invoice.paid`` webhook of the ``ledger`` stub provider for a
 linked invoice: connection lookup, secret decryption, HMAC check, parse, inbox insert (dedupe key), mapping
 lookup, host hook (a no-op host), status update and audit rows. Load: a Python client, one
@@ -16,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 import sqlalchemy as sa
@@ -26,6 +32,7 @@ from integration_core.store import create_engine_for
 from integration_core.store.schema import inbox_events
 from integration_core.testing import create_database, free_port, postgres_server
 
+from .apps import NullHost
 from .common import Row, make_hub, temp_dir
 
 NAME = "webhook dispatcher"
@@ -158,13 +165,59 @@ def _statuses(url: str) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
+def sql_per_webhook(directory: Path, database_url: str | None, n: int = 50) -> dict[str, tuple[float, float]]:
+    """(statements, transactions) for a cold-cache first webhook and, averaged over ``n``, warm ones."""
+    env = _setup(directory, database_url)
+    hub = make_hub(directory, database_url, host=NullHost())
+    counts = {"statements": 0, "transactions": 0}
+
+    @sa.event.listens_for(hub.engine, "before_cursor_execute")
+    def _statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            counts["statements"] += 1
+
+    @sa.event.listens_for(hub.engine, "begin")
+    def _transaction(conn: Any) -> None:
+        counts["transactions"] += 1
+
+    def deliver(i: int) -> None:
+        body, headers = _body(999, i)
+        answer = hub.handle_webhook("ledger", TENANT, ENV, headers=headers, body=body)
+        if answer.status != 200 or answer.json()["applied"] != 1:
+            raise RuntimeError(f"webhook not applied: {answer.status} {answer.body[:200]!r}")
+
+    result = {}
+    deliver(0)  # cold: the connection is read and its secrets decrypted
+    result["cold"] = (counts["statements"], counts["transactions"])
+    counts.update(statements=0, transactions=0)
+    for i in range(1, n + 1):
+        deliver(i)
+    result["warm"] = (counts["statements"] / n, counts["transactions"] / n)
+    hub.engine.dispose()
+    del env
+    return result
+
+
+def _count_rows(label: str, counts: dict[str, tuple[float, float]]) -> list[Row]:
+    (cs, ct), (ws, wt) = counts["cold"], counts["warm"]
+    return [
+        Row(NAME, f"SQL per webhook, {label}: statements / transactions (context cached; n=50)",
+            f"{ws:g} / {wt:g}", "per webhook", "was 7 / 4"),
+        Row(NAME, f"SQL per webhook, {label}: first webhook of a connection in a process (cache cold)",
+            f"{cs:g} / {ct:g}", "per webhook"),
+    ]
+
+
 def run(quick: bool = False) -> list[Row]:
     workers, threads, clients = os.cpu_count() or 2, 4, 8
     seconds = 1.5 if quick else 10.0
     rows: list[Row] = []
     with temp_dir() as d:
+        rows += _count_rows("SQLite", sql_per_webhook(d, None))
+    with temp_dir() as d:
         rows += _pair(_setup(d, None), workers, threads, clients, seconds, "SQLite")
     if not quick:
         with temp_dir() as d, postgres_server() as admin:
+            rows += _count_rows("PostgreSQL", sql_per_webhook(d, create_database(admin)))
             rows += _pair(_setup(d, create_database(admin)), workers, threads, clients, seconds, "PostgreSQL")
     return rows

@@ -6,6 +6,8 @@ import sqlalchemy as sa
 
 from .store.schema import audit_log, utcnow
 
+_INSERT = audit_log.insert()
+
 
 def record(
     conn: sa.Connection,
@@ -39,7 +41,7 @@ def record_many(
     """Several ``(action, detail)`` rows for one subject in one statement, in order."""
     at = utcnow()
     conn.execute(
-        audit_log.insert(),
+        _INSERT,
         [
             {
                 "at": at,

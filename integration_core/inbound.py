@@ -89,7 +89,16 @@ _FINGERPRINT = (
     connections.c.name,
     connections.c.invoices_outbound,
     connections.c.customers_inbound,
-    connections.c.updated_at,
+)  # not updated_at: every lease and schedule write of the outbound worker moves it (onupdate)
+
+
+# The hot path's statements, built once with bound parameters (no per-call construction or cache-key work).
+_CURRENT = sa.select(*_FINGERPRINT).where(connections.c.id == sa.bindparam("cid"))
+_INSERT = inbox_events.insert()
+_SETTLE = (
+    inbox_events.update()
+    .where(inbox_events.c.id == sa.bindparam("eid"))
+    .values(status=sa.bindparam("st"), reason=sa.bindparam("why"), applied_at=sa.bindparam("at"))
 )
 
 
@@ -142,10 +151,10 @@ def _receive(hub: Hub, connection: Connection, event: Event, expect: tuple[Any, 
     try:
         with hub.engine.begin() as db:
             if expect is not None:
-                current = db.execute(sa.select(*_FINGERPRINT).where(connections.c.id == connection.id)).first()
+                current = db.execute(_CURRENT, {"cid": connection.id}).first()
                 if current is None or fingerprint(current) != expect:
                     raise ConnectionChanged(connection.id)
-            event_id = int(db.execute(_insert(connection, event, payload, now, EventStatus.RECEIVED, None))
+            event_id = int(db.execute(*_insert(connection, event, payload, now, EventStatus.RECEIVED, None))
                            .inserted_primary_key[0])  # type: ignore[index]
             try:
                 detail = _effect(hub, db, connection, event)
@@ -154,9 +163,7 @@ def _receive(hub: Hub, connection: Connection, event: Event, expect: tuple[Any, 
                 status, reason, detail = EventStatus.IGNORED, skip.reason, skip.reason
             except Exception as exc:
                 raise _EffectFailed(exc) from exc
-            c = inbox_events.c
-            db.execute(inbox_events.update().where(c.id == event_id).values(status=status, reason=reason,
-                                                                           applied_at=utcnow()))
+            db.execute(_SETTLE, {"eid": event_id, "st": status, "why": reason, "at": utcnow()})
             audit.record_many(db, "event", event_id, [("received", event.kind), (status, detail)],
                               connection_id=connection.id)
         return EventOutcome(event_id, event.dedupe_key, event.kind, status, reason=reason)
@@ -170,19 +177,19 @@ def _receive(hub: Hub, connection: Connection, event: Event, expect: tuple[Any, 
 
 
 def _insert(connection: Connection, event: Event, payload: dict[str, Any], now: Any, status: EventStatus,
-            reason: str | None) -> sa.Insert:
-    return inbox_events.insert().values(
-        connection_id=connection.id,
-        dedupe_key=event.dedupe_key,
-        kind=event.kind,
-        payload=payload,
-        status=status,
-        reason=reason,
-        deliveries=1,
-        received_at=now,
-        last_delivery_at=now,
-        remote_id=getattr(event, "remote_invoice_id", None),
-    )
+            reason: str | None) -> tuple[sa.Insert, dict[str, Any]]:
+    return _INSERT, {
+        "connection_id": connection.id,
+        "dedupe_key": event.dedupe_key,
+        "kind": event.kind,
+        "payload": payload,
+        "status": status,
+        "reason": reason,
+        "deliveries": 1,
+        "received_at": now,
+        "last_delivery_at": now,
+        "remote_id": getattr(event, "remote_invoice_id", None),
+    }
 
 
 def _store_failed(hub: Hub, connection: Connection, event: Event, payload: dict[str, Any], now: Any,
@@ -193,7 +200,7 @@ def _store_failed(hub: Hub, connection: Connection, event: Event, payload: dict[
     log.warning("inbox event %s failed: %s", event.dedupe_key[:80], exc.__class__.__name__)
     try:
         with hub.engine.begin() as db:
-            event_id = int(db.execute(_insert(connection, event, payload, now, EventStatus.FAILED, reason))
+            event_id = int(db.execute(*_insert(connection, event, payload, now, EventStatus.FAILED, reason))
                            .inserted_primary_key[0])  # type: ignore[index]
             audit.record_many(db, "event", event_id, [("received", event.kind), (EventStatus.FAILED, reason)],
                               connection_id=connection.id)

@@ -43,22 +43,22 @@ class MappingConflict(IntegrationError):
     """A link would map one id to two different ids: the store refuses rather than corrupt the mapping."""
 
 
+# Built once with bound parameters: a lookup then costs no statement construction or cache-key work.
+_m = entity_mappings.c
+_REMOTE_ID = sa.select(_m.remote_id).where(
+    _m.connection_id == sa.bindparam("cid"), _m.entity_type == sa.bindparam("etype"), _m.local_id == sa.bindparam("id")
+)
+_LOCAL_ID = sa.select(_m.local_id).where(
+    _m.connection_id == sa.bindparam("cid"), _m.entity_type == sa.bindparam("etype"), _m.remote_id == sa.bindparam("id")
+)
+
+
 def remote_id(conn: sa.Connection, connection_id: str, entity_type: str, local_id: str) -> str | None:
-    m = entity_mappings.c
-    return conn.execute(
-        sa.select(m.remote_id).where(
-            m.connection_id == connection_id, m.entity_type == entity_type, m.local_id == local_id
-        )
-    ).scalar_one_or_none()
+    return conn.execute(_REMOTE_ID, {"cid": connection_id, "etype": entity_type, "id": local_id}).scalar_one_or_none()
 
 
 def local_id(conn: sa.Connection, connection_id: str, entity_type: str, remote_id_: str) -> str | None:
-    m = entity_mappings.c
-    return conn.execute(
-        sa.select(m.local_id).where(
-            m.connection_id == connection_id, m.entity_type == entity_type, m.remote_id == remote_id_
-        )
-    ).scalar_one_or_none()
+    return conn.execute(_LOCAL_ID, {"cid": connection_id, "etype": entity_type, "id": remote_id_}).scalar_one_or_none()
 
 
 def customer_for_remote(conn: sa.Connection, connection_id: str, remote_id_: str) -> str | None:

@@ -176,7 +176,7 @@ class WebhookEntry:
         if method.upper() != "POST":
             raise Refused(405, {"error": "method not allowed"}, [("Allow", "POST")])
         key = (provider_name, tenant_id, environment_id)
-        seen, ctx = self._context(key, fresh=False)
+        seen, ctx, cached = self._context(key, fresh=False)
         try:
             self.hub.provider(ctx.record.provider)
         except IntegrationError:
@@ -188,14 +188,24 @@ class WebhookEntry:
         if len(raw) > limit:
             raise Refused(413, {"error": "body too large"})
         request = build_request(method.upper(), path or webhook_path(*key), header_map, query, raw)
-        for attempt in (1, 2):
-            events = self._verify_and_parse(ctx, request)
+        for attempt in (1, 2, 3):
+            try:
+                events = self._verify_and_parse(ctx, request)
+            except Refused:
+                if not cached:
+                    raise
+                # Refused with a cached context: a new webhook secret may be in force. Judge by the row.
+                now_seen, ctx, cached = self._context(key, fresh=True)
+                if now_seen == seen:
+                    raise
+                seen = now_seen
+                continue
             try:
                 outcomes = inbound.apply(self.hub, ctx.record, events, expect=seen)
             except inbound.ConnectionChanged:
-                if attempt == 2:
+                if attempt == 3:
                     raise
-                seen, ctx = self._context(key, fresh=True)  # re-read, then verify again with what is current
+                seen, ctx, cached = self._context(key, fresh=True)  # re-read, then verify again with it
                 continue
             except Exception as exc:
                 log_internal(log, f"inbound apply for connection {ctx.record.id}", exc)
@@ -204,7 +214,7 @@ class WebhookEntry:
             if summary["failed"]:
                 return 503, {"status": "retry", **summary}, [("Retry-After", "60")]
             return 200, {"status": "ok", **summary}, []
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable")  # pragma: no cover: the third attempt returns or raises
 
     def _verify_and_parse(self, ctx: ProviderContext, request: WebhookRequest) -> list[Any]:
         conn = ctx.record
@@ -236,11 +246,12 @@ class WebhookEntry:
             raise Refused(400, {"error": "malformed webhook"}) from None
         return events
 
-    def _context(self, key: tuple[str, str, str], *, fresh: bool) -> tuple[tuple[Any, ...], ProviderContext]:
-        """The connection's fingerprint and context, cached; 404 when no enabled connection is ``key``."""
+    def _context(self, key: tuple[str, str, str], *, fresh: bool) -> tuple[tuple[Any, ...], ProviderContext, bool]:
+        """The connection's fingerprint and context, and whether they came from the cache; 404 when there is
+        no enabled connection for ``key``."""
         cached = None if fresh else self._contexts.get(key)
         if cached is not None:
-            return cached
+            return (*cached, True)
         c = connections.c
         with self.hub.engine.connect() as db:
             row = db.execute(
@@ -253,7 +264,7 @@ class WebhookEntry:
         entry = (inbound.fingerprint(row), self.hub.context_from_row(row))
         with self._lock:
             self._contexts[key] = entry
-        return entry
+        return (*entry, False)
 
     # --- OAuth callback and health ---------------------------------------------------------------
 
