@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_WRITER = "ic_sqlite_writer"  # Connection.info key: this connection's transaction holds the process's write lock
 
 
 def create_engine_for(url: str, **kwargs: Any) -> sa.Engine:
@@ -31,10 +33,35 @@ def create_engine_for(url: str, **kwargs: Any) -> sa.Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        # SQLite has one writer, and every transaction here takes the write lock. Threads of this process
+        # queue for it on a lock of their own (woken at once) rather than in SQLite's busy handler, which
+        # sleeps up to 100 ms between tries: only other processes meet the busy handler. A thread that opens
+        # a second transaction while holding one fails after 30 s, as it did in the busy handler.
+        writer = threading.Lock()
+
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            # BEGIN IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrades between threads.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if not writer.acquire(timeout=30):
+                locked = sqlite3.OperationalError("database is locked (30 s waiting for another thread)")
+                raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, locked)
+            try:
+                # BEGIN IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrades between threads.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                writer.release()
+                raise
+            conn.info[_WRITER] = True
+
+        @sa.event.listens_for(engine, "commit")
+        @sa.event.listens_for(engine, "rollback")
+        def _end(conn: sa.Connection) -> None:
+            if conn.info.pop(_WRITER, False):
+                writer.release()
+
+        @sa.event.listens_for(engine, "checkin")
+        def _checkin(_dbapi_conn: Any, record: Any) -> None:  # a connection dropped without commit or rollback
+            if record.info.pop(_WRITER, False):
+                writer.release()
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
