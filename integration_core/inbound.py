@@ -20,7 +20,7 @@ does).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -78,47 +78,25 @@ class HostHookMissing(Exception):
     """No host application implements the hook an event needs; the event waits as ``failed``."""
 
 
-class ConnectionChanged(Exception):
-    """The connection's row no longer matches the context a delivery was verified with (see ``expect``)."""
-
-
-_FINGERPRINT = (
-    connections.c.status,
-    connections.c.secrets,
-    connections.c.settings,
-    connections.c.name,
-    connections.c.invoices_outbound,
-    connections.c.customers_inbound,
-)  # not updated_at: every lease and schedule write of the outbound worker moves it (onupdate)
-
-
 # The hot path's statements, built once with bound parameters (no per-call construction or cache-key work).
-_CURRENT = sa.select(*_FINGERPRINT).where(connections.c.id == sa.bindparam("cid"))
 _INSERT = inbox_events.insert()
 _SETTLE = (
     inbox_events.update()
     .where(inbox_events.c.id == sa.bindparam("eid"))
     .values(status=sa.bindparam("st"), reason=sa.bindparam("why"), applied_at=sa.bindparam("at"))
 )
+Check = Callable[[sa.Connection], None]
 
 
-def fingerprint(row: Any) -> tuple[Any, ...]:
-    """What a cached connection context depends on (from a row holding ``_FINGERPRINT``'s columns)."""
-    return tuple(getattr(row, col.name) for col in _FINGERPRINT)
-
-
-def apply(
-    hub: Hub, connection: Connection, events: Iterable[Event], *, expect: tuple[Any, ...] | None = None
-) -> list[EventOutcome]:
+def apply(hub: Hub, connection: Connection, events: Iterable[Event], *, check: Check | None = None
+          ) -> list[EventOutcome]:
     """Store and apply ``events`` for ``connection``; each outcome says applied / ignored / failed / duplicate.
 
-    ``expect``: the :func:`fingerprint` of the connection row the caller's context was built from. It is
-    checked inside the first event's transaction; :class:`ConnectionChanged` (nothing written) if it differs.
-    """
+    ``check(db)`` runs first in the first event's transaction; what it raises aborts with nothing written."""
     outcomes = []
     for event in events:
-        outcomes.append(_receive(hub, connection, event, expect))
-        expect = None
+        outcomes.append(_receive(hub, connection, event, check))
+        check = None
     return outcomes
 
 
@@ -142,7 +120,7 @@ class _EffectFailed(Exception):
         self.exc = exc
 
 
-def _receive(hub: Hub, connection: Connection, event: Event, expect: tuple[Any, ...] | None) -> EventOutcome:
+def _receive(hub: Hub, connection: Connection, event: Event, check: Check | None) -> EventOutcome:
     """A first delivery is inserted, applied and audited in one transaction: the unique key decides which
     delivery is first (a concurrent insert of the same key waits for this one, then fails), and the host
     hook runs before that transaction commits, so an event is applied once and never half-stored."""
@@ -150,10 +128,8 @@ def _receive(hub: Hub, connection: Connection, event: Event, expect: tuple[Any, 
     now = utcnow()
     try:
         with hub.engine.begin() as db:
-            if expect is not None:
-                current = db.execute(_CURRENT, {"cid": connection.id}).first()
-                if current is None or fingerprint(current) != expect:
-                    raise ConnectionChanged(connection.id)
+            if check is not None:
+                check(db)
             event_id = int(db.execute(*_insert(connection, event, payload, now, EventStatus.RECEIVED, None))
                            .inserted_primary_key[0])  # type: ignore[index]
             try:

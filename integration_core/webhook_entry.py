@@ -79,6 +79,37 @@ REASONS = {
 }
 
 
+class ConnectionChanged(Exception):
+    """The connection's row no longer matches the cached context a delivery was verified with."""
+
+
+_FINGERPRINT = (
+    connections.c.status,
+    connections.c.secrets,
+    connections.c.settings,
+    connections.c.name,
+    connections.c.invoices_outbound,
+    connections.c.customers_inbound,
+)  # not updated_at: every lease and schedule write of the outbound worker moves it (onupdate)
+_CURRENT = sa.select(*_FINGERPRINT).where(connections.c.id == sa.bindparam("cid"))
+
+
+def fingerprint(row: Any) -> tuple[Any, ...]:
+    """What a cached connection context depends on (from a row holding ``_FINGERPRINT``'s columns)."""
+    return tuple(getattr(row, col.name) for col in _FINGERPRINT)
+
+
+def _unchanged(connection_id: str, seen: tuple[Any, ...]) -> Callable[[sa.Connection], None]:
+    """The check run inside the storing transaction: the connection row still as ``seen``."""
+
+    def check(db: sa.Connection) -> None:
+        current = db.execute(_CURRENT, {"cid": connection_id}).first()
+        if current is None or fingerprint(current) != seen:
+            raise ConnectionChanged(connection_id)
+
+    return check
+
+
 @attrs.frozen
 class WebhookResponse:
     """What to answer: ``status``, ``headers`` (without Content-Length) and the encoded ``body``."""
@@ -201,8 +232,8 @@ class WebhookEntry:
                 seen = now_seen
                 continue
             try:
-                outcomes = inbound.apply(self.hub, ctx.record, events, expect=seen)
-            except inbound.ConnectionChanged:
+                outcomes = inbound.apply(self.hub, ctx.record, events, check=_unchanged(ctx.record.id, seen))
+            except ConnectionChanged:
                 if attempt == 3:
                     raise
                 seen, ctx, cached = self._context(key, fresh=True)  # re-read, then verify again with it
@@ -261,7 +292,7 @@ class WebhookEntry:
             with self._lock:
                 self._contexts.pop(key, None)
             raise Refused(404, {"error": "not found"})
-        entry = (inbound.fingerprint(row), self.hub.context_from_row(row))
+        entry = (fingerprint(row), self.hub.context_from_row(row))
         with self._lock:
             self._contexts[key] = entry
         return (*entry, False)
