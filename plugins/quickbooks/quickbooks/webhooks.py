@@ -73,7 +73,10 @@ def _classic(data: dict[str, Any]) -> list[Notification]:
         if not isinstance(n, dict):
             raise WebhookRejected("QuickBooks webhook: each notification must be an object")
         realm = _text(n.get("realmId"), "realmId")
-        entities = (n.get("dataChangeEvent") or {}).get("entities")
+        change = n.get("dataChangeEvent")
+        if not isinstance(change, dict):
+            raise WebhookRejected("QuickBooks webhook: dataChangeEvent must be an object")
+        entities = change.get("entities")
         if not isinstance(entities, list):
             raise WebhookRejected("QuickBooks webhook: dataChangeEvent.entities must be a list")
         for e in entities:
