@@ -6,9 +6,9 @@ import socket
 import threading
 
 import pytest
-from conftest import Zoho
 from zoho_books.client import ZohoClient
 
+from conftest import Zoho
 from integration_core.errors import AuthError, PermanentError, RateLimitedError, TransientError
 
 

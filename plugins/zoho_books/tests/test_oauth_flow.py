@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import CLIENT_ID, REDIRECT_URI, Zoho
 from zoho_books import plugin
 
+from conftest import CLIENT_ID, REDIRECT_URI, Zoho
 from integration_core.errors import AuthError, RateLimitedError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, WEBHOOK_SECRET
 
+from conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, WEBHOOK_SECRET
 from integration_core.models import ConnectionStatus
 
 
