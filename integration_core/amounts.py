@@ -19,6 +19,8 @@ from typing import Any
 
 import attrs
 
+from . import validation
+
 HUNDRED = Decimal(100)
 # ISO 4217 minor units where they are not 2.
 MINOR_UNITS: dict[str, int] = {
@@ -29,7 +31,9 @@ MINOR_UNITS: dict[str, int] = {
 
 
 def minor_units(currency: str) -> int:
-    return MINOR_UNITS.get(currency.upper(), 2)
+    """The currency's minor units from the ISO 4217 list (``iso4217``), else the table above."""
+    places = validation.minor_units(currency.upper())
+    return places if places is not None else MINOR_UNITS.get(currency.upper(), 2)
 
 
 def round_money(value: Decimal, places: int) -> Decimal:

@@ -85,6 +85,8 @@ def backfill(
     for number, raw in enumerate(lines, start=1):
         if progress is not None:
             progress(len(raw))
+        if number == 1:  # a UTF-8 byte-order mark, as some editors and spreadsheet exports write
+            raw = raw.removeprefix(b"\xef\xbb\xbf") if isinstance(raw, bytes) else raw.removeprefix("\ufeff")
         if not raw.strip():
             continue
         try:

@@ -13,17 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import validation
+
 if TYPE_CHECKING:
     from .amounts import Totals
 
 
 def _decimal(value: Any) -> Decimal:
-    if isinstance(value, float):
-        raise TypeError("money must be Decimal, int or str, never float")
-    result = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    if not result.is_finite():
-        raise ValueError(f"money must be finite, got {value!r}")
-    return result
+    return validation.money(value)
 
 
 def _date(value: Any) -> dt.date:
@@ -39,19 +36,16 @@ def _optional_date(value: Any) -> dt.date | None:
 
 
 def _currency(value: Any) -> str:
-    code = str(value).strip().upper()
-    if len(code) != 3 or not code.isalpha():
-        raise ValueError(f"currency must be a 3-letter ISO 4217 code, got {value!r}")
-    return code
+    return validation.currency(value)
 
 
 def _nonempty(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{attribute.name} must be a non-empty string")
+    label = f"{type(instance).__name__.lower()} {attribute.name}"
+    validation.required_text(label, value, multiline=attribute.name == "description")
 
 
 def _email(value: Any) -> str | None:
-    return str(value).strip().lower() if value else None
+    return validation.email(value)
 
 
 def _optional_text(value: Any) -> str | None:
@@ -165,8 +159,12 @@ class Customer:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Customer:
+        if not isinstance(data, Mapping):
+            raise TypeError("customer must be a JSON object")
         return cls(
-            id=str(data["id"]), name=data["name"], email=data.get("email"), company_name=data.get("company_name"),
+            id=validation.required_text("customer id", data["id"]),
+            name=validation.required_text("customer name", data["name"]),
+            email=data.get("email"), company_name=data.get("company_name"),
             billing_address=data.get("billing_address"), tax_number=data.get("tax_number"),
             tax_treatment=data.get("tax_treatment"), metadata=data.get("metadata"),
         )
@@ -320,6 +318,13 @@ class Invoice:
         object.__setattr__(self, "lines", tuple(lines))
         if self.discount_amount is not None and self.discount_amount > self.subtotal:
             raise ValueError(f"invoice discount {self.discount_amount} exceeds the subtotal {self.subtotal}")
+        # The sign rules (docs/invoice-schema.md): a line may be a charge, zero or a credit (negative), a given
+        # amount in the currency's precision; the invoice's total must be above zero (a credit note is not one).
+        for n, line in enumerate(self.lines, start=1):
+            if line.unit_price is None:
+                validation.check_precision(line.amount, self.currency, f"line {n} amount")
+        if self.total <= 0:
+            raise ValueError(f"invoice total must be greater than zero, got {self.total} {self.currency}")
 
     @property
     def precision(self) -> int:
@@ -382,8 +387,8 @@ class Invoice:
         if not isinstance(tax_inclusive, bool):
             raise TypeError("tax_inclusive must be true or false")
         return cls(
-            id=str(data["id"]),
-            number=str(data["number"]),
+            id=validation.required_text("invoice id", data["id"]),
+            number=validation.required_text("invoice number", data["number"]),
             customer=Customer.from_dict(data["customer"]),
             currency=data["currency"],
             issue_date=data["issue_date"],

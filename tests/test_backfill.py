@@ -41,7 +41,7 @@ def test_backfill_reports_bad_lines_and_queues_the_rest(hub: Hub, tmp_path: Path
     assert report.invoices == 6 and report.outcomes["queued"] == 6
     reasons = {b.line: b.reason for b in report.bad}
     assert reasons[3].startswith("invalid JSON")
-    assert reasons[9] == "invalid invoice: currency must be a 3-letter ISO 4217 code, got None"
+    assert reasons[9] == "invalid invoice: currency must be an ISO 4217 currency code such as 'USD', got None"
     assert reasons[10] == "missing field 'currency'"
     assert "floats" in reasons[11]
     assert reasons[12] == "expected a JSON object, got list"

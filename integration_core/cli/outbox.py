@@ -234,11 +234,15 @@ def invoices() -> None:
 @click.option("--tenant", "tenant_id", required=True)
 @click.option("--environment", "environment_id", required=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def invoices_backfill(path: str, tenant_id: str, environment_id: str, quiet: bool) -> None:
+@click.option(
+    "--allow-no-connection", is_flag=True, help="Exit 0 even when no connection of the tenant/environment syncs."
+)
+def invoices_backfill(path: str, tenant_id: str, environment_id: str, quiet: bool, allow_no_connection: bool) -> None:
     """Queue every invoice of a JSON Lines file (one invoice object per line; see docs/invoice-schema.md).
 
     Already queued or synced invoices are not queued again. Bad lines are listed with their number and
-    reason; the others are still queued. Exit status 1 when any line was bad.
+    reason; the others are still queued. Exit status 1 when any line was bad, or when no connection of
+    the tenant and environment syncs invoices (nothing was queued) unless --allow-no-connection.
     """
 
     hub = hub_from_env()
@@ -255,5 +259,11 @@ def invoices_backfill(path: str, tenant_id: str, environment_id: str, quiet: boo
     if len(report.bad) > 1000:
         click.echo(f"... and {len(report.bad) - 1000} more bad line(s)", err=True)
     click.echo(report.summary())
-    if report.bad:
+    if report.no_connection:
+        click.echo(
+            f"no connection of tenant {tenant_id!r} / environment {environment_id!r} syncs invoices: "
+            f"{report.no_connection} invoice(s) not queued (see `connections list --tenant {tenant_id}`)",
+            err=True,
+        )
+    if report.bad or (report.no_connection and not allow_no_connection):
         raise SystemExit(1)
