@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -16,7 +16,7 @@ from . import audit
 from .errors import ConfigurationError, IntegrationError
 from .models import Connection, ConnectionStatus
 from .outbox.ops import resume_paused
-from .store.schema import oauth_states, utcnow
+from .store.schema import connections, oauth_states, utcnow
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -52,16 +52,42 @@ def complete(hub: Hub, state: str, code: str, params: Mapping[str, str] | None =
     if age > STATE_TTL_SECONDS:
         raise ConfigurationError("the authorization request expired; start it again")
     conn = hub.get_connection(row.connection_id)
+    with hub.engine.connect() as db:  # the grant as it was, put back if this authorization fails
+        saved = db.execute(
+            sa.select(connections.c.secrets, connections.c.settings).where(connections.c.id == conn.id)
+        ).one()
     ctx = hub.context(conn)
     provider = hub.provider(conn.provider)
     try:
         provider.complete_authorization(ctx=ctx, code=code, redirect_uri=row.redirect_uri, params=dict(params or {}))
         result = provider.connect(ctx=ctx)
     except IntegrationError as exc:
-        hub.set_status(conn.id, ConnectionStatus.PENDING_AUTH, f"authorization failed: {exc}")
+        _failed(hub, conn, saved, exc)
+        if conn.status == ConnectionStatus.ACTIVE:
+            raise ConfigurationError(
+                f"{exc}. The connection is still active with its previous authorization."
+            ) from exc
         raise
     with hub.engine.begin() as db:
         hub.set_status(conn.id, ConnectionStatus.ACTIVE, db=db)
         audit.record(db, "connection", conn.id, "authorized", result.account_name, connection_id=conn.id)
     resume_paused(hub, conn.id)
     return hub.get_connection(conn.id)
+
+
+def _failed(hub: Hub, conn: Connection, saved: sa.Row[Any], exc: IntegrationError) -> None:
+    """A failed (re-)authorization changes nothing but the record of it: the stored grant and settings are
+    put back as they were, and an active connection stays active (its old grant still works)."""
+    reason = f"authorization failed: {exc}"
+    with hub.engine.begin() as db:
+        db.execute(
+            connections.update()
+            .where(connections.c.id == conn.id)
+            .values(secrets=saved.secrets, settings=saved.settings, updated_at=utcnow())
+        )
+        if conn.status == ConnectionStatus.ACTIVE:
+            audit.record(db, "connection", conn.id, "reauthorization_failed", reason, connection_id=conn.id)
+        elif conn.status == ConnectionStatus.PENDING_AUTH:
+            hub.set_status(conn.id, ConnectionStatus.PENDING_AUTH, reason, db=db)
+        else:  # needs_reauth or disabled: stays so, with the reason
+            hub.set_status(conn.id, conn.status, reason, db=db)

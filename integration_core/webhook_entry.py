@@ -48,6 +48,10 @@ if TYPE_CHECKING:
     from .hub import Hub
 
 log = logging.getLogger(__name__)
+_OAUTH_ERRORS = frozenset({
+    "access_denied", "invalid_request", "unauthorized_client", "unsupported_response_type", "invalid_scope",
+    "server_error", "temporarily_unavailable",
+})
 
 WEBHOOK_PREFIX = "/v1/webhooks/"
 _EVENT_TYPES = tuple(EVENT_TYPES.values())  # every normalized event kind of models
@@ -303,7 +307,9 @@ class WebhookEntry:
         """Complete an authorization from the callback's query parameters; an HTML page to show."""
         params = {k: v[0] for k, v in _query(query).items()}
         if params.get("error"):
-            return respond(400, page("Not connected", f"The account owner did not grant access ({params['error']})."))
+            # Only the standard codes are shown: the parameter is whatever the link said (RFC 6749 4.1.2.1).
+            code = params["error"] if params["error"] in _OAUTH_ERRORS else "an unrecognized error"
+            return respond(400, page("Not connected", f"The account owner did not grant access ({code})."))
         state, code = params.pop("state", ""), params.pop("code", "")
         if not state or not code:
             return respond(400, page("Not connected", "The callback needs both code and state parameters."))
