@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from . import audit
-from .errors import ConfigurationError, IntegrationError
+from .errors import ConfigurationError, IntegrationError, ProviderError
 from .models import Connection, ConnectionStatus
 from .outbox.ops import resume_paused
 from .store.schema import connections, oauth_states, utcnow
@@ -63,10 +63,11 @@ def complete(hub: Hub, state: str, code: str, params: Mapping[str, str] | None =
         result = provider.connect(ctx=ctx)
     except IntegrationError as exc:
         _failed(hub, conn, saved, exc)
-        if conn.status == ConnectionStatus.ACTIVE:
-            raise ConfigurationError(
-                f"{exc}. The connection is still active with its previous authorization."
-            ) from exc
+        if conn.status == ConnectionStatus.ACTIVE:  # same error class, the outcome said (callback page)
+            text = f"{exc}. The connection is still active with its previous authorization."
+            exc.args = (text,)
+            if isinstance(exc, ProviderError):
+                exc.message = text
         raise
     with hub.engine.begin() as db:
         hub.set_status(conn.id, ConnectionStatus.ACTIVE, db=db)
@@ -75,7 +76,7 @@ def complete(hub: Hub, state: str, code: str, params: Mapping[str, str] | None =
     return hub.get_connection(conn.id)
 
 
-def _failed(hub: Hub, conn: Connection, saved: sa.Row[Any], exc: IntegrationError) -> None:
+def _failed(hub: Hub, conn: Connection, saved: Any, exc: IntegrationError) -> None:
     """A failed (re-)authorization changes nothing but the record of it: the stored grant and settings are
     put back as they were, and an active connection stays active (its old grant still works)."""
     reason = f"authorization failed: {exc}"
