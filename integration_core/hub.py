@@ -22,6 +22,7 @@ from .plugins import Plugins, ProviderHooks
 from .store import create_engine_for, upgrade
 from .store.db import is_postgres, lock_rows
 from .store.schema import connections, utcnow
+from .validation import segment_error
 from .vault import KeyRing
 from .webhook_entry import Body, Headers, Query, WebhookEntry, WebhookResponse
 
@@ -93,9 +94,12 @@ class Hub:
     ) -> Connection:
         """Create a connection. ``values`` holds settings and secrets together; the provider's fields say
         which are secret, and those go to the vault only."""
-        for label, value in (("tenant_id", tenant_id), ("environment_id", environment_id), ("name", name)):
-            if not value or not str(value).strip() or "/" in str(value):
-                raise ConfigurationError(f"{label} must be a non-empty string without '/'")
+        for label, value in (("tenant_id", tenant_id), ("environment_id", environment_id)):
+            problem = segment_error(value)  # the one rule the webhook dispatcher routes by
+            if problem:
+                raise ConfigurationError(f"{label} {problem}, got {value!r}"[:300])
+        if not name or not str(name).strip():
+            raise ConfigurationError("name must be a non-empty string")
         info = self.provider_info(provider)
         settings, secret_values = self._split_values(provider, info, dict(values), require_all=True)
         status = ConnectionStatus.PENDING_AUTH if info.oauth else ConnectionStatus.ACTIVE

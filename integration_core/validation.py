@@ -6,7 +6,7 @@ One place for each rule, so the models, the CLI, the Hub and the webhook dispatc
 * :func:`required_text`: a required text field refuses ``None``, non-text and blank values, naming the field;
 * :func:`money`: a plain decimal (``"12.50"``, ``12``), finite, no float, no bool, no ``"1_000"`` or padding;
 * :func:`currency`: a code on the ISO 4217 list (the ``iso4217`` package) that has minor units;
-* :func:`email`: the syntax of an address (``email-validator``), without any DNS lookup.
+* :func:`email`: the syntax of an address (``email-validator``), without any DNS lookup; ``.test`` allowed.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def email(value: Any) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"email must be a string, got {type(value).__name__}")
     try:
-        checked = email_validator.validate_email(value.strip(), check_deliverability=False)
+        # ``test_environment``: addresses under ``.test`` (RFC 2606) are fine, as emulators and staging use them.
+        checked = email_validator.validate_email(value.strip(), check_deliverability=False, test_environment=True)
     except email_validator.EmailNotValidError as exc:
         raise ValueError(f"email {value!r} is not a valid address: {exc}"[:300]) from None
     return str(checked.normalized).lower()

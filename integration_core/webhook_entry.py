@@ -28,7 +28,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +42,7 @@ from .errors import IntegrationError, WebhookRejected
 from .models import EVENT_TYPES, ConnectionStatus, WebhookRequest
 from .redact import log_internal
 from .store.schema import connections
+from .validation import segment_error
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -55,7 +55,6 @@ _OAUTH_ERRORS = frozenset({
 
 WEBHOOK_PREFIX = "/v1/webhooks/"
 _EVENT_TYPES = tuple(EVENT_TYPES.values())  # every normalized event kind of models
-_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f/]{1,200}$")
 
 _READ_CHUNK = 64 * 1024
 
@@ -206,7 +205,7 @@ class WebhookEntry:
         names = (provider_name, tenant_id, environment_id)
         if tenant_id is None or environment_id is None:
             raise Refused(404, {"error": "not found"})  # provider-level endpoints: no provider names one yet
-        if not all(isinstance(p, str) and _SEGMENT.match(p) for p in names):
+        if any(segment_error(p) for p in names):  # the one rule for ids (validation.py)
             raise Refused(404, {"error": "not found"})
         if method.upper() != "POST":
             raise Refused(405, {"error": "method not allowed"}, [("Allow", "POST")])

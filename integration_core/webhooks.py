@@ -42,7 +42,8 @@ from urllib.parse import parse_qs, quote
 
 from .bootstrap import hub_from_env
 from .redact import log_internal
-from .webhook_entry import _SEGMENT, WEBHOOK_PREFIX, Refused, WebhookResponse, respond
+from .validation import segment_error
+from .webhook_entry import WEBHOOK_PREFIX, Refused, WebhookResponse, respond
 from .webhook_entry import webhook_path as webhook_path
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Dispatcher:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         if path.startswith(WEBHOOK_PREFIX):
             parts = path[len(WEBHOOK_PREFIX) :].split("/")
-            if len(parts) != 3 or not all(_SEGMENT.match(p) for p in parts):
+            if len(parts) != 3 or any(segment_error(p) for p in parts):
                 raise Refused(404, {"error": "not found"})
             return self.hub.entry.handle(  # the body is read once the connection is known
                 parts[0], parts[1], parts[2], method=method, headers=_headers(environ),

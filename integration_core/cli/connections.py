@@ -13,6 +13,7 @@ import click
 from ..bootstrap import hub_from_env
 from ..models import SyncSettings
 from ..plugins import Plugins
+from ..validation import segment_error
 from .app import main
 
 # --- connections ------------------------------------------------------------------------------------
@@ -61,9 +62,16 @@ def _collect_values(provider: str, given: tuple[str, ...], use_stdin: bool, *, o
     return values
 
 
+def _segment(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    problem = segment_error(value)
+    if problem:
+        raise click.BadParameter(f"{problem}, got {value!r}"[:300])
+    return value
+
+
 @connections.command("add")
-@click.option("--tenant", "tenant_id", required=True)
-@click.option("--environment", "environment_id", required=True)
+@click.option("--tenant", "tenant_id", required=True, callback=_segment)
+@click.option("--environment", "environment_id", required=True, callback=_segment)
 @click.option("--provider", required=True)
 @click.option("--name", required=True)
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A non-secret setting.")
