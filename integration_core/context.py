@@ -18,9 +18,11 @@ class Secrets:
     def __init__(
         self,
         values: Mapping[str, str],
-        save: Callable[[dict[str, str]], None] | None = None,
+        save: Callable[[dict[str, str | None]], Mapping[str, str] | None] | None = None,
         load: Callable[[], dict[str, str]] | None = None,
     ) -> None:
+        """``save`` gets only the changed keys (``None``: removed) and merges them into the stored set under
+        the connection's row lock; it returns the stored set after the merge (or ``None``)."""
         self._values = dict(values)
         self._save = save
         self._load = load
@@ -38,14 +40,19 @@ class Secrets:
         return sorted(self._values)
 
     def update(self, **values: str | None) -> None:
-        """Change secrets and persist them encrypted (``None`` removes one)."""
-        for key, value in values.items():
+        """Change these secrets and persist them encrypted (``None`` removes one). Only these keys are
+        written: a change another process made to other keys meanwhile (an operator's new webhook secret)
+        is kept, and this object then holds the merged set."""
+        changes = {key: None if value is None else str(value) for key, value in values.items()}
+        for key, value in changes.items():
             if value is None:
                 self._values.pop(key, None)
             else:
-                self._values[key] = str(value)
+                self._values[key] = value
         if self._save is not None:
-            self._save(dict(self._values))
+            merged = self._save(changes)
+            if merged is not None:
+                self._values = dict(merged)
 
     def reload(self) -> None:
         """Read the stored secrets again (another thread or process may have refreshed a token)."""
@@ -119,7 +126,7 @@ class ProviderContext:
         connection: Connection,
         secrets: Secrets,
         *,
-        save_settings: Callable[[dict[str, Any]], None] | None = None,
+        save_settings: Callable[[dict[str, Any]], Mapping[str, Any] | None] | None = None,
         process_lock: Callable[[str], AbstractContextManager[None]] | None = None,
         session: requests.Session | None = None,
         mappings: Mappings | None = None,
@@ -153,10 +160,13 @@ class ProviderContext:
         return self._settings
 
     def update_settings(self, **values: Any) -> None:
-        """Persist non-secret settings learned at run time (e.g. the API host from a token response)."""
+        """Persist non-secret settings learned at run time (e.g. the API host from a token response).
+        Only these keys are written (merged under the row lock), as with :meth:`Secrets.update`."""
         self._settings.update(values)
         if self._save_settings is not None:
-            self._save_settings(dict(self._settings))
+            merged = self._save_settings(dict(values))
+            if merged is not None:
+                self._settings = dict(merged)
 
     @property
     def cache(self) -> dict[str, Any]:

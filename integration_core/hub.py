@@ -299,21 +299,30 @@ class Hub:
             ).scalar_one_or_none()
         return self.keys.decrypt(token)
 
-    def _save_secrets(self, connection_id: str, values: dict[str, str]) -> None:
+    def _save_secrets(self, connection_id: str, changes: dict[str, str | None]) -> dict[str, str]:
+        """Merge ``changes`` (``None`` removes a key) into the stored secrets under the row lock: a write
+        changes only its own keys, never reverting another process's change (issue 12, bug 7)."""
         with self.engine.begin() as db:
+            row = self._lock_row(db, connection_id)
+            merged = {**self.keys.decrypt(row.secrets), **changes}
+            values = {k: v for k, v in merged.items() if v is not None}
             db.execute(
                 connections.update()
                 .where(connections.c.id == connection_id)
                 .values(secrets=self.keys.encrypt(values), updated_at=utcnow())
             )
+        return values
 
-    def _save_settings(self, connection_id: str, values: dict[str, Any]) -> None:
+    def _save_settings(self, connection_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         with self.engine.begin() as db:
+            row = self._lock_row(db, connection_id)
+            values = {**(row.settings or {}), **changes}
             db.execute(
                 connections.update()
                 .where(connections.c.id == connection_id)
                 .values(settings=values, updated_at=utcnow())
             )
+        return values
 
     @contextmanager
     def _advisory_lock(self, key: str) -> Iterator[None]:

@@ -27,10 +27,13 @@ class SecretStore:
         self.lock = threading.Lock()
         self.saves = 0
 
-    def save(self, values: dict[str, str]) -> None:
+    def save(self, changes: dict[str, str | None]) -> dict[str, str]:
+        """Merges the changed keys, as the Hub does under the connection's row lock."""
         with self.lock:
-            self.values = dict(values)
+            merged = {**self.values, **changes}
+            self.values = {k: v for k, v in merged.items() if v is not None}
             self.saves += 1
+            return dict(self.values)
 
     def load(self) -> dict[str, str]:
         with self.lock:
@@ -60,8 +63,9 @@ class Zoho:
         self.settings["api_domain"] = self.emulator.base_url
         return tokens
 
-    def save_settings(self, values: dict[str, Any]) -> None:
-        self.settings = dict(values)
+    def save_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        self.settings = {**self.settings, **changes}
+        return dict(self.settings)
 
     def context(self) -> ProviderContext:
         record = Connection(id=self.connection_id, tenant_id="t1", environment_id="live", provider="zoho_books",
