@@ -18,6 +18,7 @@ from integration_core.store.schema import console_operators
 def test_operator_commands(tmp_path: Path) -> None:
     env = {"IC_DATABASE_URL": f"sqlite:///{tmp_path / 'ic.sqlite3'}", "IC_KEY_FILE": str(tmp_path / "ic.key")}
     runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0  # only `db upgrade` creates a database
     short = runner.invoke(main, ["console", "operator", "set", "alice", "--password-stdin"], input="short\n", env=env)
     assert short.exit_code == 1 and "at least 12 characters" in short.output
     ok = runner.invoke(main, ["console", "operator", "set", "alice", "--password-stdin"],
