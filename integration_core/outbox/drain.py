@@ -135,7 +135,7 @@ class Outbound(DependentTasks):
             row = db.execute(sa.select(connections).where(connections.c.id == connection_id)).first()
         if row is None:
             return stats
-        if row.status != ConnectionStatus.ACTIVE:
+        if row.status != ConnectionStatus.ACTIVE or not row.invoices_outbound:
             self._park(connection_id, row.status, stats)
             return stats
         if row.next_due_at is not None and row.next_due_at > now:
@@ -242,6 +242,13 @@ class Outbound(DependentTasks):
                 return None
             if not self._renew(db, connection_id, now):
                 raise _StopBatch()  # lost the connection lease: the transaction rolls back
+            # Checked with every task, under the connection row's lock taken by the renewal: once `disable`
+            # or `--no-invoices-outbound` has returned, no further push starts.
+            live = db.execute(
+                sa.select(connections.c.status, connections.c.invoices_outbound).where(connections.c.id == connection_id)
+            ).one()
+            if live.status != ConnectionStatus.ACTIVE or not live.invoices_outbound:
+                raise _StopBatch()
             detail = f"attempt {row.attempts + 1} by {self.worker_id}"
             if orphan:
                 detail += f"; previous attempt by {row.lease_owner} abandoned (lease expired), outcome uncertain"
