@@ -1,7 +1,7 @@
 """``integration-core serve``: the embedded default worker, one process.
 
-A threaded stdlib WSGI server runs the dispatcher (webhooks, OAuth callback, health) and, next to it,
-the outbound scheduler pushes the outbox. For more throughput, run the same app under gunicorn
+waitress (a production WSGI server, pure Python) runs the dispatcher (webhooks, OAuth callback, health)
+and the console and, next to it, the outbound scheduler pushes the outbox. For more throughput, run the same app under gunicorn
 (``integration_core.webhooks:gunicorn_app``) and schedulers in as many processes as you like on
 PostgreSQL; this module is only the batteries-included way to run both in one.
 """
@@ -14,9 +14,9 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+
+from waitress.server import create_server
 
 from .console import ConsoleApp, mount
 from .hub import Hub
@@ -26,124 +26,35 @@ from .webhooks import create_app
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 30.0
-_MAX_CHUNK_LINE = 1024
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-
-class _ChunkedReader:
-    """Decodes a ``Transfer-Encoding: chunked`` body lazily, so the app can cap it while reading."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self.left = 0
-        self.done = False
-
-    def _next_chunk(self) -> None:
-        line = self.raw.readline(_MAX_CHUNK_LINE)
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            self.left = int(size_text, 16)
-        except ValueError:
-            self.done = True
-            raise ValueError("malformed chunked body") from None
-        if self.left == 0:
-            self.done = True
-            while True:  # trailers, up to the empty line
-                trailer = self.raw.readline(_MAX_CHUNK_LINE)
-                if trailer in (b"\r\n", b"\n", b""):
-                    break
-
-    def read(self, size: int = -1) -> bytes:
-        out: list[bytes] = []
-        want = size if size is not None and size >= 0 else 1 << 62
-        while want > 0 and not self.done:
-            if self.left == 0:
-                self._next_chunk()
-                if self.done:
-                    break
-            piece = self.raw.read(min(want, self.left))
-            if not piece:
-                self.done = True
-                break
-            out.append(piece)
-            self.left -= len(piece)
-            want -= len(piece)
-            if self.left == 0:
-                self.raw.readline(_MAX_CHUNK_LINE)  # CRLF after the chunk data
-        return b"".join(out)
-
-
-class _Handler(WSGIRequestHandler):
-    """Access log without query strings (the OAuth callback carries a code), chunked bodies, timeouts."""
-
-    timeout = REQUEST_TIMEOUT_SECONDS
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # ``path`` is not set yet when the request line itself is malformed (the 400 for it is logged here too).
-        path = str(getattr(self, "path", "")).split("?", 1)[0]
-        log.info("%s %s %s", self.command, path[:200], code)
-
-    def handle(self) -> None:
-        """As wsgiref's, plus chunked request bodies (marked ``wsgi.input_terminated``)."""
-        try:
-            self.raw_requestline = self.rfile.readline(65537)
-            if len(self.raw_requestline) > 65536:
-                self.requestline = ""
-                self.request_version = ""
-                self.command = ""
-                self.send_error(414)
-                return
-            if not self.parse_request():
-                return
-            environ = self.get_environ()
-            stdin: Any = self.rfile
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower() and not environ.get(
-                "CONTENT_LENGTH"
-            ):
-                stdin = _ChunkedReader(self.rfile)  # ServerHandler puts its stdin in wsgi.input
-                environ["wsgi.input_terminated"] = True
-            handler = ServerHandler(
-                stdin, self.wfile, self.get_stderr(), environ, multithread=True  # type: ignore[arg-type]
-            )
-            handler.request_handler = self  # type: ignore[attr-defined]
-            handler.run(self.server.get_app())  # type: ignore[attr-defined]
-        except (TimeoutError, ConnectionError, ValueError):
-            self.close_connection = True
+THREADS = 8
 
 
 class RunningServer:
     """A started server; ``url`` is its base URL, ``stop()`` shuts it (and its scheduler) down."""
 
-    def __init__(self, httpd: _ThreadingWSGIServer, thread: threading.Thread, scheduler: Worker | None) -> None:
+    def __init__(self, httpd: Any, thread: threading.Thread, scheduler: Worker | None) -> None:
         self.httpd = httpd
         self.thread = thread
         self.scheduler = scheduler
 
     @property
     def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        return int(self.httpd.effective_port)
 
     @property
     def url(self) -> str:
-        host = self.httpd.server_address[0]
-        if isinstance(host, bytes):
-            host = host.decode()
+        host = str(self.httpd.effective_host)
         return f"http://{host}:{self.port}"
 
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        httpd = self.httpd
+        httpd.task_dispatcher.shutdown()
+        httpd.close()
+        for channel in list(httpd._map.values()):  # open client connections: the loop ends with the last
+            channel.close()
         self.thread.join(timeout=10)
 
 
@@ -152,12 +63,23 @@ def start(
 ) -> RunningServer:
     """Start the WSGI server (and the outbound scheduler) in background threads; the operator console
     is under ``/console`` unless ``console=False``."""
-    httpd = _ThreadingWSGIServer((host, port), _Handler, bind_and_activate=True)
     app = create_app(hub)
     if console:
         app = mount(app, ConsoleApp(hub))
-    httpd.set_app(app)
-    thread = threading.Thread(target=httpd.serve_forever, name="integration-core-http", daemon=True)
+    # waitress parses HTTP (chunked bodies, Content-Length) and hands the app only complete requests: a body
+    # cut short never reaches the dispatcher, and a malformed or repeated Content-Length is its 400.
+    httpd = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=THREADS,
+        channel_timeout=int(REQUEST_TIMEOUT_SECONDS),
+        max_request_body_size=max(int(hub.config.max_webhook_bytes), 1 << 20) * 4,
+        ident="integration-core",
+        clear_untrusted_proxy_headers=True,
+        expose_tracebacks=False,
+    )
+    thread = threading.Thread(target=_run, args=(httpd,), name="integration-core-http", daemon=True)
     thread.start()
     sched = start_scheduler(hub) if scheduler else None
     return RunningServer(httpd, thread, sched)
@@ -197,6 +119,13 @@ def running(
         yield srv
     finally:
         srv.stop()
+
+
+def _run(httpd: Any) -> None:
+    try:
+        httpd.run()
+    except (OSError, ValueError):  # the sockets were closed by stop()
+        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:

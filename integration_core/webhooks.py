@@ -177,6 +177,8 @@ def _read_exact(stream: Any, length: int) -> bytes:
             break
         parts.append(piece)
         remaining -= len(piece)
+    if remaining:  # the client went away before sending what it announced: never process a partial body
+        raise _Reply(400, {"error": "body shorter than content-length"})
     return b"".join(parts)
 
 
