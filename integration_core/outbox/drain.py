@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -33,6 +34,7 @@ from ..redact import safe_error
 from ..store.db import lock_rows
 from ..store.schema import connections, outbox_tasks, utcnow
 from .finish import _LeaseLost, _RateWindowFull, _StopBatch
+from .leases import LeaseClock
 from .payments import DependentTasks
 from .schedule import pause_all, recompute_due, resume_all, task_audit
 from .settings import OutboundSettings, TickStats, default_worker_id
@@ -53,26 +55,29 @@ class Outbound(DependentTasks):
         settings: OutboundSettings | None = None,
         *,
         rng: random.Random | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.hub = hub
         self.engine: sa.Engine = hub.engine
         self.worker_id = worker_id or default_worker_id()
         self.settings = settings or OutboundSettings()
         self.rng = rng or random.Random()
+        # ``clock``: this worker's wall clock (tests give one that is offset); leases use ``self.leases``.
+        self.leases = LeaseClock(self.engine, self.settings.lease_seconds, clock)
 
     # --- claiming ---------------------------------------------------------------------------------
 
     def claim(self, max_connections: int) -> list[str]:
         """Lease up to ``max_connections`` due connections, earliest ``next_due_at`` first."""
-        now = utcnow()
         c = connections.c
-        query = (
-            sa.select(c.id)
-            .where(c.next_due_at <= now, sa.or_(c.lease_owner.is_(None), c.lease_until < now))
-            .order_by(c.next_due_at)
-            .limit(max_connections)
-        )
         with self.engine.begin() as db:
+            now = self.leases.now(db)
+            query = (
+                sa.select(c.id)
+                .where(c.next_due_at <= now, sa.or_(c.lease_owner.is_(None), c.lease_until < now))
+                .order_by(c.next_due_at)
+                .limit(max_connections)
+            )
             ids = list(db.execute(lock_rows(db, query, skip_locked=True)).scalars())
             if ids:
                 db.execute(
@@ -130,7 +135,7 @@ class Outbound(DependentTasks):
         stats = TickStats()
         now = utcnow()
         with self.engine.begin() as db:
-            if not self._renew(db, connection_id, now):
+            if not self._renew(db, connection_id, self.leases.now(db)):
                 return stats
             row = db.execute(sa.select(connections).where(connections.c.id == connection_id)).first()
         if row is None:
@@ -178,14 +183,17 @@ class Outbound(DependentTasks):
                 .order_by(t.next_attempt_at, t.id)
                 .limit(batch_size)
             ).scalars()
-            orphaned = db.execute(
-                sa.select(t.id)
-                .where(t.connection_id == connection_id, t.status == TaskStatus.IN_FLIGHT, t.lease_until < now)
+            pending_ids = list(pending)
+            in_flight = db.execute(
+                sa.select(t.id, t.lease_owner, t.lease_until, t.updated_at)
+                .where(t.connection_id == connection_id, t.status == TaskStatus.IN_FLIGHT)
                 .order_by(t.lease_until, t.id)
                 .limit(batch_size)
-            ).scalars()
+            ).all()
+            expired = self.leases.expired
+            orphaned = [r.id for r in in_flight if expired(db, r.id, r.lease_owner, r.lease_until, r.updated_at)]
             # Orphans (a worker died mid-push) first: they are the oldest work and need the lookup.
-            return (list(orphaned) + list(pending))[:batch_size]
+            return (orphaned + pending_ids)[:batch_size]
 
     def _park(self, connection_id: str, status: str, stats: TickStats) -> None:
         """A connection that cannot push (disabled, needs re-authorization): pause, re-check later.
@@ -213,20 +221,26 @@ class Outbound(DependentTasks):
 
     def _start(self, task_id: int, connection_id: str) -> Any:
         """Mark the task in flight and COMMIT before any provider call: a crash after this is visible."""
-        now = utcnow()
         t = outbox_tasks.c
         with self.engine.begin() as db:
+            now = self.leases.now(db)
             row = db.execute(sa.select(outbox_tasks).where(t.id == task_id)).first()
             if row is None:
                 return None
             orphan = row.status == TaskStatus.IN_FLIGHT
+            if orphan and not self.leases.expired(db, row.id, row.lease_owner, row.lease_until, row.updated_at):
+                return None  # not provably abandoned: the worker holding it may still be pushing
             result = db.execute(
                 outbox_tasks.update()
                 .where(
                     t.id == task_id,
                     sa.or_(
                         t.status == TaskStatus.PENDING,
-                        sa.and_(t.status == TaskStatus.IN_FLIGHT, t.lease_until < now),
+                        sa.and_(  # exactly the lease proven expired above, not one granted since
+                            t.status == TaskStatus.IN_FLIGHT,
+                            t.lease_owner == row.lease_owner,
+                            t.lease_until == row.lease_until,
+                        ),
                     ),
                 )
                 .values(
@@ -244,9 +258,8 @@ class Outbound(DependentTasks):
                 raise _StopBatch()  # lost the connection lease: the transaction rolls back
             # Checked with every task, under the connection row's lock taken by the renewal: once `disable`
             # or `--no-invoices-outbound` has returned, no further push starts.
-            live = db.execute(
-                sa.select(connections.c.status, connections.c.invoices_outbound).where(connections.c.id == connection_id)
-            ).one()
+            c = connections.c
+            live = db.execute(sa.select(c.status, c.invoices_outbound).where(c.id == connection_id)).one()
             if live.status != ConnectionStatus.ACTIVE or not live.invoices_outbound:
                 raise _StopBatch()
             detail = f"attempt {row.attempts + 1} by {self.worker_id}"
