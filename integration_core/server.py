@@ -1,8 +1,8 @@
 """``integration-core serve``: the embedded default worker, one process.
 
 waitress (a production WSGI server, pure Python) runs the dispatcher (webhooks, OAuth callback, health)
-and the console and, next to it, the outbound scheduler pushes the outbox. For more throughput, run the same app under gunicorn
-(``integration_core.webhooks:gunicorn_app``) and schedulers in as many processes as you like on
+and the console and, next to it, the outbound scheduler pushes the outbox. For more throughput, run the
+same app under gunicorn (``integration_core.webhooks:gunicorn_app``) and schedulers in as many processes as you like on
 PostgreSQL; this module is only the batteries-included way to run both in one.
 """
 

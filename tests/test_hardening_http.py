@@ -71,7 +71,7 @@ def check_server(hub: Hub, port: int, setup: object, remote_id: str, *, truncate
 
 
 def test_serve_refuses_truncated_bodies_and_repeated_content_length(
-    hub: Hub, config: Config, billing_setup
+    hub: Hub, config: Config, billing_setup  # noqa: F811
 ) -> None:  # type: ignore[no-untyped-def]
     billing, setup, remote_id = billing_setup
     port = free_port()
@@ -87,7 +87,7 @@ def test_serve_refuses_truncated_bodies_and_repeated_content_length(
     assert len(billing.payments()) == 1
 
 
-def test_gunicorn_answers_400_to_a_truncated_body(hub: Hub, config: Config, billing_setup) -> None:  # type: ignore[no-untyped-def]
+def test_gunicorn_answers_400_to_a_truncated_body(hub: Hub, config: Config, billing_setup) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     billing, setup, remote_id = billing_setup
     port = free_port()
     proc = subprocess.Popen(
