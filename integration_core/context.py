@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from .metrics import token_refreshed
 from .models import Connection
 
 
@@ -146,6 +147,11 @@ class ProviderContext:
         reserves a worst case per hook call and, for a provider that reports, refunds what went unused."""
         self.metered = True
         self.requests_made += count
+
+    def note_token_refresh(self, ok: bool) -> None:
+        """Providers call this after each access-token refresh (``ok`` False when it was refused or failed):
+        it feeds the ``integration_core_token_refreshes`` metric."""
+        token_refreshed(self.record.provider, ok)
 
     @property
     def id(self) -> str:

@@ -20,6 +20,7 @@ from waitress.server import create_server
 
 from .console import ConsoleApp, mount
 from .hub import Hub
+from .metrics import with_metrics
 from .scheduler import Worker, start_scheduler
 from .webhooks import create_app
 
@@ -66,6 +67,7 @@ def start(
     app = create_app(hub)
     if console:
         app = mount(app, ConsoleApp(hub))
+    app = with_metrics(app, hub)
     # waitress parses HTTP (chunked bodies, Content-Length) and hands the app only complete requests: a body
     # cut short never reaches the dispatcher, and a malformed or repeated Content-Length is its 400.
     httpd = create_server(

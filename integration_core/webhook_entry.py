@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from . import inbound
 from .context import ProviderContext
 from .errors import IntegrationError, WebhookRejected
+from .metrics import webhook_answered
 from .models import EVENT_TYPES, ConnectionStatus, WebhookRequest
 from .redact import log_internal
 from .store.schema import connections
@@ -189,6 +190,7 @@ class WebhookEntry:
         except Exception as exc:  # last line of defence: never a traceback in a response
             log_internal(log, "webhook", exc)
             status, answer, extra = 500, {"error": "internal error"}, []
+        webhook_answered(None if status in (404, 405) else provider, status)  # a 404/405 names no provider
         return respond(status, answer, extra)
 
     def _webhook(

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from .. import inbound, mapping
 from ..context import ProviderContext
 from ..errors import PermanentError, TransientError
+from ..metrics import push_observed
 from ..models import Connection, ConnectionStatus, Invoice, RateLimit, RemoteInvoice, TaskStatus
 from ..plugins import ProviderHooks
 from ..ratelimit import Budget
@@ -162,7 +163,8 @@ class Outbound(DependentTasks):
                 min_requests=sum(self.settings.call_costs.values()),
             )
             for task_id in self._due_tasks(connection_id, batch_size, utcnow()):
-                self._process(conn, ctx, provider, budget, task_id, stats)
+                with push_observed(conn.provider, stats):
+                    self._process(conn, ctx, provider, budget, task_id, stats)
         except _StopBatch as stop:
             not_before, park = stop.not_before, stop.park
         finally:

@@ -204,7 +204,12 @@ def refresh(connection: ProviderContext, cfg: Settings, rejected: str | None) ->
             "client_id": cfg.client_id,
             "client_secret": connection.secrets.get("client_secret") or "",
         }
-        body = _token_request(connection, cfg, cfg.accounts_server, form, "token refresh")
+        try:
+            body = _token_request(connection, cfg, cfg.accounts_server, form, "token refresh")
+        except Exception:
+            connection.note_token_refresh(False)
+            raise
+        connection.note_token_refresh(True)
         log.info("zoho_books connection %s: access token refreshed", connection.id)
         return _store_tokens(connection, cfg, body, initial=False)
 
