@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import create_server
 
 from .console import ConsoleApp, mount
@@ -28,6 +30,37 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 30.0
 THREADS = 8
+
+
+_TRUNCATED_BODY = b'{"error": "body shorter than content-length"}'
+_TRUNCATED = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b"Content-Length: " + str(len(_TRUNCATED_BODY)).encode() + b"\r\n\r\n" + _TRUNCATED_BODY
+)
+
+
+class _Parser(HTTPRequestParser):
+    def parse_header(self, header_plus: bytes) -> None:
+        try:
+            super().parse_header(header_plus)
+        except ValueError:  # a Content-Length of over 4300 digits: Python's int() refuses it
+            raise ParsingError("Content-Length is invalid") from None
+
+
+class _Channel(HTTPChannel):
+    """waitress's channel, plus an answer to a client that stops before the body it announced: 400, as
+    for any malformed request (waitress alone would close without a word). Nothing reaches the app."""
+
+    parser_class = _Parser
+
+    def handle_close(self) -> None:
+        request = self.request
+        if request is not None and request.headers_finished and not request.completed and self.socket is not None:
+            try:
+                self.socket.send(_TRUNCATED)
+            except OSError:
+                pass
+        super().handle_close()
 
 
 class RunningServer:
@@ -81,6 +114,7 @@ def start(
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
     )
+    httpd.channel_class = _Channel
     thread = threading.Thread(target=_run, args=(httpd,), name="integration-core-http", daemon=True)
     thread.start()
     sched = start_scheduler(hub) if scheduler else None
@@ -103,12 +137,17 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _on_signal)
     log.warning("integration-core serving on %s (scheduler %s)", running.url, "on" if running.scheduler else "off")
+    worker = running.scheduler
     try:
-        stop.wait()
+        while not stop.wait(0.5):
+            if worker is not None and worker.fatal is not None:
+                break  # the database file changed under us: stop serving (the CLI prints why)
     finally:
         running.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if worker is not None and worker.fatal is not None:
+        raise worker.fatal
 
 
 @contextmanager
