@@ -70,5 +70,10 @@ class ConfigurationError(IntegrationError):
     """Bad settings or input from an operator: the message says what to change."""
 
 
+class DatabaseFileChanged(ConfigurationError):
+    """The SQLite file this process opened was deleted or replaced: writing on would go to a file nobody
+    will read again. The process must stop (and an operator restore or re-create the database)."""
+
+
 class NotFoundError(IntegrationError):
     """A connection, task or event that was asked for does not exist."""

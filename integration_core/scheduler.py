@@ -20,8 +20,10 @@ import attrs
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import Config
+from .errors import DatabaseFileChanged
 from .hub import Hub
 from .outbox import Outbound, OutboundSettings, TickStats, default_worker_id, pending_work
+from .redact import RepeatedErrors
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class Worker:
             Outbound(hub, base if threads == 1 else f"{base}:{i}", self.settings) for i in range(max(1, threads))
         ]
         self.totals = TickStats()
+        self.fatal: DatabaseFileChanged | None = None  # set when the worker stopped itself
+        self._errors = RepeatedErrors(log, "outbound tick failed")
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._scheduler = BackgroundScheduler(timezone=dt.UTC)
@@ -94,9 +98,15 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 stats = outbound.tick()
-            except Exception:  # the database may be briefly unavailable: try again next interval
-                log.exception("outbound tick failed")
+            except DatabaseFileChanged as exc:  # nothing this process writes would be kept: stop
+                log.error("%s", exc)
+                self.fatal = exc
+                self._stopping.set()
                 return
+            except Exception as exc:  # the database may be briefly unavailable: try again next interval
+                self._errors.failed(exc)  # a full disk fails every tick: one traceback, then counts
+                return
+            self._errors.succeeded()
             with self._lock:
                 self.totals.add(stats)
             if stats.attempted == 0 or time.monotonic() - started > MAX_BUSY_SECONDS:
@@ -122,8 +132,9 @@ def run_worker(config: Config | None = None, *, threads: int = 1, hub: Hub | Non
     worker.start()
     log.warning("integration-core worker %s running (Ctrl-C to stop)", worker.worker_id)
     try:
-        while not done.wait(1.0):
-            pass
+        while not done.wait(0.5):
+            if worker.fatal is not None:
+                break
     finally:
         worker.stop(wait=True)
         for sig, handler in previous.items():
@@ -131,6 +142,8 @@ def run_worker(config: Config | None = None, *, threads: int = 1, hub: Hub | Non
         t = worker.totals
         log.warning("worker stopped: %d pushed (%d adopted), %d retrying, %d failed, %d dead",
                     t.done, t.adopted, t.retrying, t.failed, t.dead)
+    if worker.fatal is not None:
+        raise worker.fatal
 
 
 def drain_until_idle(

@@ -26,12 +26,12 @@ import sqlalchemy as sa
 
 from .. import inbound, mapping
 from ..context import ProviderContext
-from ..errors import PermanentError, TransientError
+from ..errors import DatabaseFileChanged, PermanentError, TransientError
 from ..metrics import push_observed
 from ..models import Connection, ConnectionStatus, Invoice, RateLimit, RemoteInvoice, TaskStatus
 from ..plugins import ProviderHooks
 from ..ratelimit import Budget
-from ..redact import safe_error
+from ..redact import RepeatedErrors, safe_error
 from ..store.db import lock_rows
 from ..store.schema import connections, outbox_tasks, utcnow
 from .finish import _LeaseLost, _RateWindowFull, _StopBatch
@@ -65,6 +65,7 @@ class Outbound(DependentTasks):
         self.rng = rng or random.Random()
         # ``clock``: this worker's wall clock (tests give one that is offset); leases use ``self.leases``.
         self.leases = LeaseClock(self.engine, self.settings.lease_seconds, clock)
+        self._errors = RepeatedErrors(log, "draining a connection failed; its lease will expire")
 
     # --- claiming ---------------------------------------------------------------------------------
 
@@ -127,8 +128,10 @@ class Outbound(DependentTasks):
         for connection_id in ids:
             try:
                 stats.add(self.drain_connection(connection_id, batch_size or self.settings.batch_size))
-            except Exception:
-                log.exception("draining connection %s failed; its lease will expire", connection_id)
+            except DatabaseFileChanged:
+                raise  # the worker must stop (scheduler.Worker)
+            except Exception as exc:  # one traceback, then counts: a full disk fails every connection
+                self._errors.failed(exc)
         return stats
 
     def drain_connection(self, connection_id: str, batch_size: int) -> TickStats:

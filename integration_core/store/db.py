@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+
+from ..errors import DatabaseFileChanged
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITER = "ic_sqlite_writer"  # Connection.info key: this connection's transaction holds the process's write lock
@@ -38,9 +41,14 @@ def create_engine_for(url: str, **kwargs: Any) -> sa.Engine:
         # sleeps up to 100 ms between tries: only other processes meet the busy handler. A thread that opens
         # a second transaction while holding one fails after 30 s, as it did in the busy handler.
         writer = threading.Lock()
+        database = engine.url.database
+        path = None if not database or database == ":memory:" or database.startswith("file:") else Path(database)
+        identity: list[tuple[int, int]] = []  # the file's (device, inode) when this engine first opened it
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
+            if path is not None:
+                _check_identity(path, identity)
             if not writer.acquire(timeout=30):
                 locked = sqlite3.OperationalError("database is locked (30 s waiting for another thread)")
                 raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, locked)
@@ -69,6 +77,23 @@ def create_engine_for(url: str, **kwargs: Any) -> sa.Engine:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
     return sa.create_engine(url, **kwargs)
+
+
+def _check_identity(path: Path, identity: list[tuple[int, int]]) -> None:
+    """The file must still be the one first opened: deleted or replaced, our writes would go into an unlinked
+    inode (lost at exit) while every other process sees another database."""
+    try:
+        stat = os.stat(path)
+        current: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+    except FileNotFoundError:
+        current = None
+    if not identity and current is not None:
+        identity.append(current)
+    elif current is None or current != identity[0]:
+        raise DatabaseFileChanged(
+            f"the database file {path.resolve()} was deleted or replaced while this process was using it; "
+            "stopping (restore it, or re-create it with `integration-core db upgrade`)"
+        )
 
 
 def is_postgres(engine: sa.Engine | sa.Connection) -> bool:
