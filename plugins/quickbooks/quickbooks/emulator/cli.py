@@ -6,10 +6,21 @@ import click
 
 DEMO_CLIENT_ID = "ABdemoClientIdForTheQuickBooksEmulator0000000000"
 DEMO_CLIENT_SECRET = "demo-client-secret-emulator"
-DEMO_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
 
 
-def run_emulator(port: int = 0, host: str = "127.0.0.1", seed: bool = False, verbose: bool = False) -> None:
+def default_redirect_uri() -> str:
+    """Where ``integration-core serve`` receives the OAuth callback: ``<IC_PUBLIC_URL>/v1/oauth/callback``."""
+    from integration_core.config import Config
+    from integration_core.webhooks import callback_url
+
+    try:
+        return callback_url(Config.from_env().public_url)
+    except Exception:  # a malformed IC_* variable: the documented default public URL
+        return callback_url(Config().public_url)
+
+
+def run_emulator(port: int = 0, host: str = "127.0.0.1", seed: bool = False, verbose: bool = False,
+                 redirect_uri: str | None = None) -> None:
     from .server import Emulator
 
     emu = Emulator(verbose=verbose)
@@ -17,11 +28,12 @@ def run_emulator(port: int = 0, host: str = "127.0.0.1", seed: bool = False, ver
     click.echo(f"QuickBooks Online emulator listening on {emu.base_url}")
     click.echo(f"  OAuth, API (/v3/company/...) and control (/_emulator/) on {emu.base_url}")
     if seed:
-        emu.add_app(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, [DEMO_REDIRECT_URI])
+        redirect_uri = redirect_uri or default_redirect_uri()
+        emu.add_app(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, [redirect_uri])
         realm = emu.add_company(name="Demo Company", currencies={"EUR": "1.08"}, multicurrency=True)
         tokens = emu.issue_tokens(DEMO_CLIENT_ID, realm)
         click.echo(f"  client_id={DEMO_CLIENT_ID} client_secret={DEMO_CLIENT_SECRET}")
-        click.echo(f"  redirect_uri={DEMO_REDIRECT_URI}")
+        click.echo(f"  redirect_uri={redirect_uri}  (registered for the demo app)")
         click.echo(f"  realm_id={realm} (US, home USD, multicurrency with EUR at 1.08)")
         click.echo(f"  refresh_token={tokens['refresh_token']}")
     try:

@@ -209,6 +209,42 @@ ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
 ]
 
 
+# The keys each action reads: anything else is refused with this list, so a misspelt key (``webhook_url``
+# for ``webhook: {url, secret}``) is an error instead of a silent no-op. Extend it with the action.
+_HOOK = frozenset({"url", "secret"})
+ACCEPTED_KEYS: dict[Action, frozenset[str]] = {
+    _faults: frozenset({"kind", "count", "method", "path_prefix", "status"}),
+    _latency: frozenset({"seconds", "min", "max"}),
+    _random: frozenset({"rates", "seed", "latency"}),
+    _clear: frozenset(),
+    _config: frozenset({"rate_limit_per_minute", "rate_window_seconds", "daily_limit", "max_concurrent", "retry_after",
+                        "access_token_ttl", "refresh_limit", "refresh_window_seconds", "enforce_scopes"}),
+    _add_org: frozenset({"org_id", "name", "currency_code", "plan", "daily_limit", "max_concurrent"}),
+    _add_client: frozenset({"client_id", "client_secret", "redirect_uris"}),
+    _add_currency: frozenset({"code", "exchange_rate"}),
+    _tokens: frozenset({"client_id", "org_ids", "scopes"}),
+    _expire: frozenset(),
+    _pay: frozenset({"amount", "payment_mode", "date", "webhook"}),
+    _void: frozenset({"webhook"}),
+    _contact: frozenset({"contact_name", "contact_type", "email", "webhook"}),
+    _send_webhook: frozenset({"module", "record", "org_id", "record_id", "url", "secret", "query", "form"}),
+    _reset: frozenset(),
+}
+
+
+def _unknown_keys(action: Action, body: dict[str, Any]) -> str | None:
+    accepted = ACCEPTED_KEYS.get(action)
+    if accepted is None:
+        return None
+    unknown = sorted(set(body) - accepted)
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted)) or 'none'}"
+    hook = body.get("webhook")
+    if isinstance(hook, dict) and set(hook) - _HOOK:
+        return f"unknown webhook key(s) {', '.join(sorted(set(hook) - _HOOK))}; accepted: secret, url"
+    return None
+
+
 def handle_control(emu: Emulator, req: Request) -> Response:
     matched = False
     for method, pattern, action in ROUTES:
@@ -222,6 +258,9 @@ def handle_control(emu: Emulator, req: Request) -> Response:
             body = json.loads(req.body) if req.body.strip() else {}
             if not isinstance(body, dict):
                 raise ValueError("body must be a JSON object")
+            problem = _unknown_keys(action, body)
+            if problem:
+                return Response.json(400, {"error": "unknown_keys", "message": problem})
             return Response.json(200, jsonable(action(emu, body, m.groupdict(), req)))
         except ZohoError as err:
             return Response.error(err)
