@@ -28,6 +28,11 @@ from .webhooks import create_app
 
 log = logging.getLogger(__name__)
 
+NO_HOST_WARNING = (
+    "WARNING: no host application (--host-app or IC_HOST): webhooks are accepted but every payment, void and "
+    "customer event fails (503, stored failed) until one is configured; see docs/host-hooks.md"
+)
+
 REQUEST_TIMEOUT_SECONDS = 30.0
 THREADS = 8
 
@@ -126,6 +131,8 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM: webhooks, OAuth callback, health and the console on ``host:port``, plus
     the scheduler."""
+    if not hub.plugins.has_host_hook("record_payment"):
+        log.warning("%s", NO_HOST_WARNING)
     running = start(hub, host, port, scheduler=scheduler, console=console)
     stop = threading.Event()
 

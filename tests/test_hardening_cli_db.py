@@ -73,3 +73,15 @@ def test_the_cli_does_not_create_a_database_except_db_upgrade(tmp_path: Path) ->
     assert path.exists()
     code, output = run(f"sqlite:///{path}", tmp_path / "k", "status")
     assert code == 0, output
+
+
+def test_status_and_serve_warn_without_a_host_application(config: Config, tmp_path: Path) -> None:
+    if not config.database_url.startswith("sqlite"):
+        pytest.skip("one engine is enough")
+    Hub(config).engine.dispose()
+    code, output = run(config.database_url, Path(config.key_file), "status")
+    assert code == 0 and "no host application" in output
+    env = {"IC_DATABASE_URL": config.database_url, "IC_KEY_FILE": config.key_file,
+           "IC_HOST": "reference_host:from_env", "REFERENCE_HOST_DB": str(tmp_path / "billing.sqlite3")}
+    with_host = CliRunner().invoke(main, ["status"], env=env)
+    assert with_host.exit_code == 0 and "no host application" not in with_host.output

@@ -11,7 +11,7 @@ from .. import inbound
 from ..bootstrap import HOST_ENV, hub_from_env
 from ..hub import Hub
 from ..models import EventStatus
-from ..server import serve
+from ..server import NO_HOST_WARNING, serve
 from ..webhooks import webhook_url
 from .app import main
 from .connections import connections
@@ -103,4 +103,6 @@ def serve_cmd(bind_host: str, port: int, host_app: str | None, no_scheduler: boo
     hub = _hub_with_host(host_app)
     console = "" if no_console else f", console at http://{bind_host}:{port}/console/"
     click.echo(f"serving on http://{bind_host}:{port} (public URL {hub.config.public_url}){console}", err=True)
+    if not hub.plugins.has_host_hook("record_payment"):
+        click.secho(NO_HOST_WARNING, err=True, fg="red", bold=True)
     serve(hub, bind_host, port, scheduler=not no_scheduler, console=not no_console)

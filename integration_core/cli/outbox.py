@@ -160,10 +160,14 @@ def tasks_retry(task_id: int | None, all_failed: bool, connection_id: str | None
 def status_cmd(as_json: bool) -> None:
     """One row per connection: task counts by status, last error, last success."""
 
-    rows = connection_summaries(hub_from_env())
+    hub = hub_from_env()
+    rows = connection_summaries(hub)
     if as_json:
         click.echo(json.dumps([_summary_dict(s) for s in rows], indent=2, default=str))
         return
+    if not hub.plugins.has_host_hook("record_payment"):
+        click.secho("warning: no host application in this environment (IC_HOST): a `serve` started like this "
+                    "fails every inbound event (503) until one is configured", err=True, fg="yellow")
     if not rows:
         click.echo("no connections")
         return
