@@ -33,7 +33,8 @@ def test_seed_registers_the_callback_serve_receives(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, IC_PUBLIC_URL="https://billing.example.com")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "integration-core"), "zoho-books", "emulator", "--seed", "--port", str(port)],
+        [str(Path(sys.executable).parent / "integration-core"), "zoho-books", "emulator", "--seed",
+         "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
     )
     try:
