@@ -131,8 +131,13 @@ def refresh(ctx: ProviderContext, cfg: Settings, rejected: str | None) -> str:
         refresh_token = ctx.secrets.get("refresh_token")
         if not refresh_token:
             raise AuthError("the QuickBooks connection has no refresh token; authorize it")
-        body = _token_request(ctx, cfg, {"grant_type": "refresh_token", "refresh_token": refresh_token},
-                              "token refresh")
+        try:
+            body = _token_request(ctx, cfg, {"grant_type": "refresh_token", "refresh_token": refresh_token},
+                                  "token refresh")
+        except Exception:
+            ctx.note_token_refresh(False)
+            raise
+        ctx.note_token_refresh(True)
         rotated = bool(body.get("refresh_token")) and body.get("refresh_token") != refresh_token
         token = _store(ctx, body)
         log.info("quickbooks connection %s: access token refreshed%s", ctx.id,
