@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from . import audit
+from .context import ProviderContext
 from .errors import ConfigurationError, IntegrationError, ProviderError
 from .models import Connection, ConnectionStatus
 from .outbox.ops import resume_paused
-from .store.schema import connections, oauth_states, utcnow
+from .store.schema import oauth_states, utcnow
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -52,17 +53,15 @@ def complete(hub: Hub, state: str, code: str, params: Mapping[str, str] | None =
     if age > STATE_TTL_SECONDS:
         raise ConfigurationError("the authorization request expired; start it again")
     conn = hub.get_connection(row.connection_id)
-    with hub.engine.connect() as db:  # the grant as it was, put back if this authorization fails
-        saved = db.execute(
-            sa.select(connections.c.secrets, connections.c.settings).where(connections.c.id == conn.id)
-        ).one()
     ctx = hub.context(conn)
+    # the grant as it was: what this flow changes is put back if it fails
+    saved = ({k: ctx.secrets.get(k) for k in ctx.secrets.names()}, dict(ctx.settings))
     provider = hub.provider(conn.provider)
     try:
         provider.complete_authorization(ctx=ctx, code=code, redirect_uri=row.redirect_uri, params=dict(params or {}))
         result = provider.connect(ctx=ctx)
     except IntegrationError as exc:
-        _failed(hub, conn, saved, exc)
+        _failed(hub, conn, ctx, saved, exc)
         if conn.status == ConnectionStatus.ACTIVE:  # same error class, the outcome said (callback page)
             text = f"{exc}. The connection is still active with its previous authorization."
             exc.args = (text,)
@@ -76,16 +75,18 @@ def complete(hub: Hub, state: str, code: str, params: Mapping[str, str] | None =
     return hub.get_connection(conn.id)
 
 
-def _failed(hub: Hub, conn: Connection, saved: Any, exc: IntegrationError) -> None:
-    """A failed (re-)authorization changes nothing but the record of it: the stored grant and settings are
-    put back as they were, and an active connection stays active (its old grant still works)."""
+def _failed(hub: Hub, conn: Connection, ctx: ProviderContext, saved: tuple[dict[str, Any], dict[str, Any]],
+            exc: IntegrationError) -> None:
+    """A failed (re-)authorization changes nothing but the record of it: the secrets and settings this flow
+    wrote are put back as they were (only those keys, merged under the row lock, so a token a worker
+    refreshed meanwhile is kept), and an active connection stays active (its old grant still works)."""
+    secrets, settings = saved
+    if ctx.secrets.written:
+        hub._save_secrets(conn.id, {k: secrets.get(k) for k in ctx.secrets.written})
+    if ctx.settings_written:
+        hub._save_settings(conn.id, {k: settings.get(k) for k in ctx.settings_written})
     reason = f"authorization failed: {exc}"
     with hub.engine.begin() as db:
-        db.execute(
-            connections.update()
-            .where(connections.c.id == conn.id)
-            .values(secrets=saved.secrets, settings=saved.settings, updated_at=utcnow())
-        )
         if conn.status == ConnectionStatus.ACTIVE:
             audit.record(db, "connection", conn.id, "reauthorization_failed", reason, connection_id=conn.id)
         elif conn.status == ConnectionStatus.PENDING_AUTH:

@@ -27,6 +27,7 @@ class Secrets:
         self._values = dict(values)
         self._save = save
         self._load = load
+        self.written: set[str] = set()  # the keys changed through this object (to undo a failed flow)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self._values.get(name, default)
@@ -45,6 +46,7 @@ class Secrets:
         written: a change another process made to other keys meanwhile (an operator's new webhook secret)
         is kept, and this object then holds the merged set."""
         changes = {key: None if value is None else str(value) for key, value in values.items()}
+        self.written.update(changes)
         for key, value in changes.items():
             if value is None:
                 self._values.pop(key, None)
@@ -141,6 +143,7 @@ class ProviderContext:
         self.mappings = mappings or Mappings()
         self.requests_made = 0
         self.metered = False
+        self.settings_written: set[str] = set()
 
     def note_request(self, count: int = 1) -> None:
         """Providers call this for each request that counts against the account's rate limit. The core
@@ -169,6 +172,7 @@ class ProviderContext:
         """Persist non-secret settings learned at run time (e.g. the API host from a token response).
         Only these keys are written (merged under the row lock), as with :meth:`Secrets.update`."""
         self._settings.update(values)
+        self.settings_written.update(values)
         if self._save_settings is not None:
             merged = self._save_settings(dict(values))
             if merged is not None:
