@@ -300,8 +300,7 @@ class Hub:
         return self.keys.decrypt(token)
 
     def _save_secrets(self, connection_id: str, changes: dict[str, str | None]) -> dict[str, str]:
-        """Merge ``changes`` (``None`` removes a key) into the stored secrets under the row lock: a write
-        changes only its own keys, never reverting another process's change (issue 12, bug 7)."""
+        """Merge ``changes`` (``None`` removes a key) into the stored secrets under the row lock (bug 7)."""
         with self.engine.begin() as db:
             row = self._lock_row(db, connection_id)
             merged = {**self.keys.decrypt(row.secrets), **changes}
