@@ -430,21 +430,10 @@ class Hub:
         """Queue the void of invoice ``invoice_id``'s remote invoice: once, after any pending push of it."""
         return submit_void(self, tenant_id, environment_id, invoice_id)
 
-    def handle_webhook(
-        self,
-        provider: str,
-        tenant_id: str | None = None,
-        environment_id: str | None = None,
-        *,
-        method: str = "POST",
-        headers: Headers = (),
-        query: Query = "",
-        body: Body = b"",
-    ) -> WebhookResponse:
-        """One webhook delivery from any web framework: verify, parse, store, apply (``webhook_entry.py``).
-
-        ``body`` is the raw body as received (bytes, or ``read(limit) -> bytes``). Never raises: send back
-        the returned status, headers and body."""
-        return self.entry.handle(
-            provider, tenant_id, environment_id, method=method, headers=headers, query=query, body=body
-        )
+    def handle_webhook(self, provider: str, tenant_id: str | None = None, environment_id: str | None = None, *,
+                       method: str = "POST", headers: Headers = (), query: Query = "", body: Body = b""
+                       ) -> WebhookResponse:
+        """One webhook from any web framework, ``body`` raw as received (bytes, a stream, ``read(limit)``):
+        verify, parse, store, apply (``webhook_entry.py``). Never raises: answer what it returns."""
+        return self.entry.handle(provider, tenant_id, environment_id, method=method, headers=headers, query=query,
+                                 body=body)
