@@ -158,3 +158,17 @@ def test_a_paid_event_without_a_payment_date_says_which_date_it_took(world: Worl
         details = db.execute(sa.select(audit_log.c.detail).where(
             audit_log.c.subject == "event", audit_log.c.action == "applied")).scalars().all()
     assert any("taken from the invoice last payment date" in (d or "") for d in details)
+
+
+def test_a_refund_in_zoho_reaches_reverse_payment_once(world: World) -> None:
+    inv, remote = world.invoice("100.00")
+    made, _ = world.emulator.record_payment(world.org, remote, amount="100.00")
+    assert world.emulator.wait_webhooks()
+    assert world.host.invoice(inv.id)["status"] == "paid"
+    world.emulator.refund_payment(world.org, made["payment_id"], "40.00")
+    assert world.emulator.wait_webhooks()
+    [reversal] = world.host.reversals(inv.id)
+    assert reversal["reason"] == "refunded" and Decimal(reversal["amount"]) == Decimal("40.00")
+    row = world.host.invoice(inv.id)
+    assert row["status"] == "partially_paid" and row["paid"] == Decimal("60.00")
+    assert len(world.host.payments(inv.id)) == 1  # the payment itself is not recorded again

@@ -46,7 +46,8 @@ def payment_events(realm_id: str, payment: dict[str, Any]) -> list[Event]:
             if link.get("TxnType") == "Invoice" and amount > 0:
                 events.append(InvoicePaid(
                     dedupe_key=f"qbo:{realm_id}:payment:{payment['Id']}:invoice:{link['TxnId']}",
-                    remote_invoice_id=str(link["TxnId"]), amount=amount, currency=currency, paid_on=paid_on))
+                    remote_invoice_id=str(link["TxnId"]), amount=amount, currency=currency, paid_on=paid_on,
+                    remote_payment_id=str(payment["Id"])))  # a payment pushed from our side is not recorded again
     if not events:
         events.append(Ignored(f"qbo:{realm_id}:payment:{payment.get('Id')}:unapplied",
                               "payment not applied to any invoice"))

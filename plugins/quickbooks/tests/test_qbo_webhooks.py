@@ -148,3 +148,16 @@ def test_missed_webhook_is_caught_by_cdc_reconciliation_and_the_late_one_is_harm
     qbo_emulator.webhooks.apps[CLIENT_ID].pending.extend(held)
     assert [d.status for d in qbo_emulator.deliver_webhooks()] == [200]
     assert len(billing.payments()) == 2
+
+
+def test_the_webhook_about_our_own_payment_records_nothing(ic_hub, qbo_emulator, billing, server) -> None:
+    t = Tenant(ic_hub, qbo_emulator, billing, server)
+    ours = billing.add_payment("acme", "prod", t.invoices[0].id, "30.00", method="card")
+    ic_hub.submit_payment("acme", "prod", ours)
+    drain_until_idle(ic_hub, 30, settings=FAST)
+    deliveries = qbo_emulator.deliver_webhooks()  # QuickBooks announces the Payment we created
+    assert deliveries and {d.status for d in deliveries} == {200}
+    assert [p["payment_key"] for p in billing.payments()] == [ours.id]
+    assert billing.invoice(t.invoices[0].id)["status"] == "partially_paid"
+    echoes = [e for e in inbox(ic_hub) if e.kind == "invoice_paid"]
+    assert echoes and all(e.status == "ignored" and "pushed from this side" in e.reason for e in echoes)
