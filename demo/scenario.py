@@ -450,6 +450,19 @@ def run(workdir: Path, checks: Checks, timeout: float, *, serve: Callable[[str, 
         checks.expect(made.returncode == 0, "a one-time console login was made", made.stderr[-500:])
         token = made.stdout.split("token (shown only now): ", 1)[-1].strip()
         login = f"operator demo, token {token} (one-time: it works for one sign-in)"
+
+        step("12. Metrics for Prometheus (integration-core serve answers GET /metrics)")
+        exposition = requests.get(public_url + "/metrics", timeout=10).text
+
+        def total(name: str, outcome: str) -> float:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+                       if line.startswith(name + "{") and f'outcome="{outcome}"' in line)
+
+        pushed = total("integration_core_pushes_total", "done")
+        answered = total("integration_core_webhooks_total", "ok")
+        print(f"   $ curl {public_url}/metrics   → {pushed:.0f} pushes done, {answered:.0f} webhooks answered ok")
+        checks.expect(pushed > 0 and answered > 0, "the metrics count the pushes and the webhooks",
+                      f"pushes {pushed}, webhooks {answered}")
         if serve is not None or screenshots is not None:
             inv_jpy = billing.add_invoice(TENANT, ENVIRONMENT, dan.id, [("Tokyo meetup", "12000")], currency="JPY",
                                           issue_date="2026-01-09")

@@ -56,3 +56,11 @@ def _row_dict(row: Any) -> dict[str, Any]:
         "last_delivery_at": row.last_delivery_at.isoformat() if row.last_delivery_at else None,
         "applied_at": row.applied_at.isoformat() if row.applied_at else None,
     }
+
+
+def events_failed_without_host(hub: Hub) -> int:
+    """How many events are ``failed`` because the process that received them had no host application."""
+    c = inbox_events.c
+    query = sa.select(sa.func.count()).where(c.status == "failed", c.reason.like("%no host application%"))
+    with hub.engine.connect() as db:
+        return int(db.execute(query).scalar_one())

@@ -12,6 +12,7 @@ import click
 
 from ..backfill import backfill as run_backfill
 from ..bootstrap import hub_from_env
+from ..inbox_views import events_failed_without_host
 from ..mapping import INVOICE, PAYMENT, VOID
 from ..models import TaskStatus
 from ..outbox import connection_summaries, get_task, list_tasks, retry_failed, retry_task, task_history
@@ -165,9 +166,7 @@ def status_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([_summary_dict(s) for s in rows], indent=2, default=str))
         return
-    if not hub.plugins.has_host_hook("record_payment"):
-        click.secho("warning: no host application in this environment (IC_HOST): a `serve` started like this "
-                    "fails every inbound event (503) until one is configured", err=True, fg="yellow")
+
     if not rows:
         click.echo("no connections")
         return
@@ -190,6 +189,11 @@ def status_cmd(as_json: bool) -> None:
                 f"{_short(s.last_error, 50) if first else ''}"
             )
 
+    hostless = events_failed_without_host(hub)
+    if hostless:
+        click.secho(f"warning: {hostless} inbound event(s) failed because the serving process had no host "
+                    "application (--host-app or IC_HOST); start `serve` with one, then `events retry`",
+                    err=True, fg="yellow")
 
 def _summary_dict(s: Any) -> dict[str, Any]:
     return {
