@@ -156,6 +156,9 @@ def test_core_names_no_provider() -> None:
 
 def test_cli_refuses_secrets_as_arguments(tmp_path: Path) -> None:
     env = {"IC_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "IC_KEY_FILE": str(tmp_path / "k"), "PATH": "/usr/bin"}
+    # only `db upgrade` creates a database
+    subprocess.run([sys.executable, "-m", "integration_core", "db", "upgrade"], env=env, cwd=tmp_path, check=True,
+                   capture_output=True)
     result = subprocess.run(
         [sys.executable, "-m", "integration_core", "connections", "add", "--tenant", "t", "--environment", "e",
          "--provider", "ledger", "--name", "n", "--set", "account=a", "--set", "api_key=LEAKED"],
