@@ -118,3 +118,22 @@ def test_customer_and_vendor_contacts(hub: Hub, zoho_emulator: Any, billing: Ref
     with hub.engine.connect() as db:
         assert mapping.local_id(db, t.conn.id, mapping.CUSTOMER, contact["contact_id"]) == existing.id
     assert isinstance(existing, Customer)
+
+
+def test_contact_event_of_a_per_currency_contact_resolves_to_the_one_host_customer(
+        hub: Hub, zoho_emulator: Any, billing: ReferenceHost, server: RunningServer) -> None:
+    t = Tenant(hub, zoho_emulator, billing, server, "acme", "AcmeSecret12345")
+    ada = billing.customers("acme")[0]
+    zoho_emulator.add_currency(t.org, "EUR", "1.1")
+    # the outbox created Ada's EUR contact ("Ada (EUR)") and linked it per currency
+    contact, _ = zoho_emulator.create_contact(t.org, "Ada (EUR)", email=ada["email"])
+    with hub.engine.begin() as db:
+        mapping.link(db, t.conn.id, mapping.contact_type("EUR"), ada["id"], contact["contact_id"])
+    delivery = zoho_emulator.send_webhook(t.url, "contact", zoho_emulator.contact_webhook(t.org, contact["contact_id"]),
+                                          t.secret)
+    assert delivery.status == 200
+    assert len(billing.customers("acme")) == 1  # no second host customer for the EUR contact
+    with hub.engine.connect() as db:
+        assert mapping.customer_for_remote(db, t.conn.id, contact["contact_id"]) == ada["id"]
+        reasons = [r.reason for r in db.execute(sa.select(inbox_events.c.reason)).all()]
+    assert any(f"linked to host customer {ada['id']}" in (r or "") for r in reasons), reasons
