@@ -13,6 +13,7 @@ import time
 from .common import Row, table
 
 MODULES = ["api_calls", "api_calls_quickbooks", "throughput", "scaleout", "ratelimit", "dispatcher", "scheduler_tick",
+           "db_work",
            "memory"]
 
 

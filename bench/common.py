@@ -156,14 +156,18 @@ class StatusCounts:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.counts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.arrivals: list[tuple[str, int, float]] = []  # (org, status, time.time() when the request came in)
 
     def wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             org = parse_qs(environ.get("QUERY_STRING", "")).get("organization_id", [""])[0]
+            arrived = time.time()
 
             def recording(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 with self.lock:
                     self.counts[(org, int(status.split()[0]))] += 1
+                    if org:
+                        self.arrivals.append((org, int(status.split()[0]), arrived))
                 return start_response(status, headers, exc_info)
 
             return app(environ, recording)
@@ -173,6 +177,12 @@ class StatusCounts:
     def get(self, org: str, status: int) -> int:
         with self.lock:
             return self.counts[(org, status)]
+
+    def between(self, org: str, start: float, end: float, *, refused: bool = False) -> int:
+        """Requests for ``org`` that arrived in ``[start, end)``: accepted ones, or with ``refused`` the 429s."""
+        with self.lock:
+            return sum(1 for o, status, at in self.arrivals
+                       if o == org and start <= at < end and (status == 429) == refused)
 
 
 def start_emulator(**kwargs: Any) -> tuple[Any, StatusCounts]:

@@ -35,7 +35,7 @@ def run(quick: bool = False) -> list[Row]:
     cases = [
         ("1 connection, 1 worker thread", 1, 1, OutboundSettings()),
         ("4 connections, 1 worker thread", 4, 1, OutboundSettings()),
-        ("4 connections, 4 worker threads (max_connections=10 per tick)", 4, 4, OutboundSettings()),
+        ("4 connections, 4 worker threads, default settings (claimed one at a time)", 4, 4, OutboundSettings()),
         ("4 connections, 4 worker threads (max_connections=1 per tick)", 4, 4, OutboundSettings(max_connections=1)),
     ]
     try:

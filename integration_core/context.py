@@ -144,12 +144,18 @@ class ProviderContext:
         self.requests_made = 0
         self.metered = False
         self.settings_written: set[str] = set()
+        self.meter: Callable[[int], None] | None = None  # set by the outbox while it drains this connection
 
     def note_request(self, count: int = 1) -> None:
-        """Providers call this for each request that counts against the account's rate limit. The core
-        reserves a worst case per hook call and, for a provider that reports, refunds what went unused."""
+        """Providers call this *before* each request that counts against the account's rate limit.
+
+        While the outbox drains the connection, this spends the shared budget for the request: it returns
+        once the request fits the account's window (sleeping briefly if needed), or raises
+        ``RateLimitedError`` (nothing sent) when the window has no room for a while."""
         self.metered = True
         self.requests_made += count
+        if self.meter is not None:
+            self.meter(count)
 
     def note_token_refresh(self, ok: bool) -> None:
         """Providers call this after each access-token refresh (``ok`` False when it was refused or failed):

@@ -131,7 +131,6 @@ class Hub:
                     status=status,
                     invoices_outbound=sync.invoices_outbound,
                     customers_inbound=sync.customers_inbound,
-                    rate_window_count=0,
                     created_at=now,
                     updated_at=now,
                 )

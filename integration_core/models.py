@@ -152,11 +152,19 @@ class ProviderInfo:
 
 @attrs.frozen
 class RateLimit:
-    """A provider account's documented limits; the core keeps every account under them."""
+    """A provider account's documented limits; the core keeps every account under them.
+
+    ``requests`` per sliding ``per_seconds``, and at most ``concurrency`` requests in flight. ``costs``:
+    the most requests one hook call makes (``{"upsert_contact": 2, "push_invoice": 1}``); a call missing
+    here costs ``OutboundSettings.call_costs``. ``metered``: the provider calls ``ctx.note_request()``
+    before every request, so the core spends the budget per request as it is made instead of reserving
+    each call's cost up front."""
 
     requests: int
     per_seconds: float
     concurrency: int = 1
+    costs: Mapping[str, int] = attrs.field(factory=dict, converter=dict, hash=False)
+    metered: bool = False
 
 
 @attrs.frozen

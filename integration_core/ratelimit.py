@@ -1,186 +1,246 @@
-"""Per-connection request budget, shared by every worker through the connection row.
+"""Per-connection request budget and in-flight slots, shared by every worker through the connection row.
 
-The connection lease already guarantees one worker per account at a time, but a lease can change hands
-mid-window (a worker dies, another takes over). Keeping the window (``rate_window_start``,
-``rate_window_count``) in the row makes the limit hold across hand-overs and processes. Reservations are
-atomic conditional UPDATEs, so two writers can never both take the last calls of a window.
+Providers count their limits over a *sliding* window (Zoho: 100 requests in any 60 s). The connection row
+keeps a sliding-window log of the requests granted (``rate_state``: JSON), so the budget is spent per
+request, as requests are made, and a full window is used to the last request without ever going over:
 
-Providers count their limits over a *sliding* window (say, 100 requests in any minute), while a row can
-only hold a fixed one. :func:`sliding_safe` turns the provider's limit into shorter fixed windows that
-can never add up to more than the limit in any sliding window of the provider's length.
+* a request is granted when fewer than ``L`` requests were granted in the last ``W + guard`` seconds; the
+  ``guard`` covers the time between the grant here and the request's arrival at the provider (network
+  jitter, clock differences);
+* the log is bucketed (at most :data:`MAX_BUCKETS` buckets per window) so a large limit (10,000 a minute)
+  keeps the row small; a bucket counts as granted at its end, which can only make the log stricter;
+* the row is locked for the read-modify-write (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
+  so two workers or processes can never both take the last request of a window. The same lock keeps the
+  in-flight slots: at most ``RateLimit.concurrency`` workers push to one account at a time, each with one
+  request in flight (its calls are sequential); a slot held by a worker that died expires.
+
+:func:`spend` runs inside the caller's transaction, so marking a task in flight and spending its first
+request is one commit (see ``outbox/drain.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
 
-import attrs
 import sqlalchemy as sa
 
+from .errors import RateLimitedError
 from .models import RateLimit
+from .store.db import lock_rows
 from .store.schema import connections, utcnow
 
-MAX_SUBWINDOWS = 10
+MAX_BUCKETS = 500  # log resolution: W / MAX_BUCKETS (0.12 s for a minute)
 
 
-def sliding_safe(limit: RateLimit, min_requests: int = 1) -> RateLimit:
-    """Fixed windows of ``W/k`` allowing ``L // (k+1)`` each keep every sliding window ``W`` at most ``L``.
-
-    A sliding window of length ``W`` overlaps at most ``k + 1`` consecutive windows of length ``W/k``.
-    ``k`` is chosen to use as much of the limit as possible (90 % for a limit of 100 per minute) while each
-    window still holds ``min_requests`` (the cost of one whole task, so a task never straddles windows).
-    """
-    if limit.requests <= 1:
-        return limit
-    candidates = [
-        k for k in range(1, min(MAX_SUBWINDOWS, limit.requests - 1) + 1) if limit.requests // (k + 1) >= min_requests
-    ]
-    if not candidates:  # a limit too small for one task per window: halve it, the best that stays safe
-        return RateLimit(requests=limit.requests // 2, per_seconds=limit.per_seconds, concurrency=limit.concurrency)
-    best_k = max(candidates, key=lambda k: k * (limit.requests // (k + 1)))
-    return RateLimit(
-        requests=limit.requests // (best_k + 1),
-        per_seconds=limit.per_seconds / best_k,
-        concurrency=limit.concurrency,
-    )
+def _epoch(now: dt.datetime | None) -> float:
+    return now.timestamp() if now is not None else time.time()
 
 
-@attrs.frozen
-class Reservation:
-    """``granted`` calls were reserved in the window that began at ``window_start``; when 0,
-    ``retry_at`` is when the current window ends."""
+def _load(raw: str | None) -> dict[str, Any]:
+    try:
+        state = json.loads(raw) if raw else {}
+    except ValueError:  # an unreadable state is dropped: the worst case is one window's over-count
+        state = {}
+    if not isinstance(state, dict):
+        state = {}
+    state.setdefault("log", [])
+    state.setdefault("busy", {})
+    return state
 
-    granted: int
-    retry_at: dt.datetime | None = None
-    window_start: dt.datetime | None = None
+
+def _bucket(limit: RateLimit, at: float) -> float:
+    """The end of ``at``'s bucket: exact (to the millisecond) for small limits, coarser for large ones."""
+    if limit.requests > MAX_BUCKETS:
+        step = limit.per_seconds / MAX_BUCKETS
+        at = math.ceil(at / step) * step
+    return math.ceil(at * 1000) / 1000  # rounded up: a request never counts as earlier than it was
 
 
-def reserve(
-    engine: sa.Engine, connection_id: str, limit: RateLimit, n: int, *, now: dt.datetime | None = None
-) -> Reservation:
-    """Reserve ``n`` calls in the connection's current window, or none at all.
+def wait_for(state: dict[str, Any], limit: RateLimit, n: int, now: float, guard: float, holder: str | None) -> float:
+    """Seconds until ``n`` requests (and ``holder``'s in-flight slot) fit; 0.0 when they fit now.
 
-    Two conditional UPDATEs: start a new window when the old one has ended, else add to the current
-    window only while ``count + n`` stays within the limit. Each is a single atomic statement.
-    """
-    if n <= 0:
-        return Reservation(0)
-    if n > limit.requests:
-        n = limit.requests
-    now = now or utcnow()
-    window = dt.timedelta(seconds=limit.per_seconds)
-    threshold = now - window
+    Drops expired log buckets and slots from ``state`` as a side effect."""
+    horizon = limit.per_seconds + guard
+    log = [[t, c] for t, c in state["log"] if t > now - horizon]
+    state["log"] = log
+    busy = {h: until for h, until in state["busy"].items() if until > now}
+    state["busy"] = busy
+    n = min(n, limit.requests)  # a call costlier than the whole limit still gets one full window
+    wait = 0.0
+    over = sum(c for _t, c in log) + n - limit.requests
+    if over > 0:
+        for t, c in log:  # the oldest buckets expire first
+            over -= c
+            if over <= 0:
+                wait = t + horizon - now
+                break
+    if holder is not None and holder not in busy and len(busy) >= max(1, limit.concurrency):
+        wait = max(wait, min(busy.values()) - now)
+    return max(wait, 0.0)
+
+
+def spend(
+    db: sa.Connection,
+    connection_id: str,
+    limit: RateLimit,
+    n: int,
+    *,
+    need: int | None = None,
+    guard: float = 0.0,
+    holder: str | None = None,
+    hold_seconds: float = 300.0,
+    now: dt.datetime | None = None,
+) -> float:
+    """In the caller's transaction: record ``n`` requests now if ``need`` (default ``n``) fit the window.
+
+    With ``holder``, the worker also takes (or keeps) one of the account's in-flight slots until
+    ``hold_seconds`` from now. Returns 0.0 when granted, else the seconds to wait (nothing written)."""
+    at = _epoch(now)
     c = connections.c
-    with engine.begin() as db:
-        fresh = db.execute(
-            connections.update()
-            .where(c.id == connection_id, sa.or_(c.rate_window_start.is_(None), c.rate_window_start <= threshold))
-            .values(rate_window_start=now, rate_window_count=n)
-        )
-        if fresh.rowcount == 1:
-            return Reservation(n, window_start=now)
-        more = db.execute(
-            connections.update()
-            .where(
-                c.id == connection_id,
-                c.rate_window_start > threshold,
-                c.rate_window_count + n <= limit.requests,
-            )
-            .values(rate_window_count=c.rate_window_count + n)
-        )
-        start = db.execute(sa.select(c.rate_window_start).where(c.id == connection_id)).scalar_one_or_none()
-        if more.rowcount == 1:
-            return Reservation(n, window_start=start)
-    retry_at = (start + window) if start is not None else now
-    return Reservation(0, max(retry_at, now))
+    raw = db.execute(lock_rows(db, sa.select(c.rate_state).where(c.id == connection_id))).scalar_one_or_none()
+    state = _load(raw)
+    wait = wait_for(state, limit, max(n, need or 0), at, guard, holder)
+    if wait > 0:
+        return wait
+    if n > 0:
+        key = _bucket(limit, at)
+        log = state["log"]
+        if log and log[-1][0] == key:
+            log[-1][1] += min(n, limit.requests)
+        else:
+            log.append([key, min(n, limit.requests)])
+    if holder is not None:
+        state["busy"][holder] = round(at + hold_seconds, 3)
+    db.execute(connections.update().where(c.id == connection_id).values(rate_state=json.dumps(state)))
+    return 0.0
+
+
+def release(db: sa.Connection, connection_id: str, holder: str) -> None:
+    """Give ``holder``'s in-flight slot back (in the caller's transaction)."""
+    c = connections.c
+    raw = db.execute(lock_rows(db, sa.select(c.rate_state).where(c.id == connection_id))).scalar_one_or_none()
+    state = _load(raw)
+    if holder in state["busy"]:
+        del state["busy"][holder]
+        db.execute(connections.update().where(c.id == connection_id).values(rate_state=json.dumps(state)))
+
+
+def granted_in(engine: sa.Engine, connection_id: str) -> int:
+    """Requests in the connection's log (diagnostics and tests)."""
+    with engine.connect() as db:
+        raw = db.execute(sa.select(connections.c.rate_state).where(connections.c.id == connection_id)).scalar()
+    return sum(c for _t, c in _load(raw)["log"])
+
+
+def in_flight(engine: sa.Engine, connection_id: str, now: dt.datetime | None = None) -> list[str]:
+    """Holders of live in-flight slots (diagnostics and tests)."""
+    with engine.connect() as db:
+        raw = db.execute(sa.select(connections.c.rate_state).where(connections.c.id == connection_id)).scalar()
+    at = _epoch(now)
+    return sorted(h for h, until in _load(raw)["busy"].items() if until > at)
+
+
+class WindowFull(Exception):
+    """No room for the next call within ``max_wait``: the task waits until ``retry_at``."""
+
+    def __init__(self, retry_at: dt.datetime) -> None:
+        super().__init__(f"rate window full until {retry_at:%H:%M:%S}")
+        self.retry_at = retry_at
 
 
 class Budget:
-    """Calls a worker may still make for one connection in this batch, reserved a few at a time.
+    """One worker's use of one connection's shared budget during a batch.
 
-    The provider's limit is made :func:`sliding_safe` first. Calls reserved but not made are handed
-    back with :meth:`refund` at the end of a batch, while their window is still the current one.
+    Before each hook call the worker checks that the call's declared cost fits (``RateLimit.costs``, else
+    ``fallback_costs``) and spends it: all of it up front for a provider that does not report its requests,
+    only the first request for one that does (``RateLimit.metered``), whose every further request is spent
+    when the provider reports it (``ProviderContext.note_request`` calls :meth:`on_request`). A short wait
+    (up to ``max_wait``) is slept; a longer one ends the batch until the window has room.
     """
 
     def __init__(
-        self, engine: sa.Engine, connection_id: str, limit: RateLimit | None, chunk: int = 5, *, min_requests: int = 1
+        self,
+        engine: sa.Engine,
+        connection_id: str,
+        limit: RateLimit | None,
+        *,
+        holder: str,
+        fallback_costs: Mapping[str, int] | None = None,
+        guard: float = 0.0,
+        max_wait: float = 2.0,
+        hold_seconds: float = 300.0,
     ) -> None:
         self.engine = engine
         self.connection_id = connection_id
-        self.provider_limit = limit
-        self.limit = sliding_safe(limit, min_requests) if limit is not None else None
-        self.chunk = max(1, chunk)
-        self.available = 0
-        self.window_start: dt.datetime | None = None
-        self.retry_at: dt.datetime | None = None
+        self.limit = limit
+        self.holder = holder
+        self.fallback_costs = dict(fallback_costs or {})
+        self.guard = guard
+        self.max_wait = max_wait
+        self.hold_seconds = hold_seconds
+        self.credits = 0  # requests spent in the log but not made yet (metered providers)
+        self._credit_at = 0.0
+        self.holding = False
 
-    def take(self, n: int = 1) -> bool:
-        """True when ``n`` calls may be made now; False sets :attr:`retry_at` (the window's end)."""
+    def cost(self, operation: str) -> int:
+        if self.limit is not None and operation in self.limit.costs:
+            return max(0, int(self.limit.costs[operation]))
+        return max(0, int(self.fallback_costs.get(operation, 1)))
+
+    def take_in(self, db: sa.Connection, operation: str) -> float:
+        """Spend ``operation``'s cost in the caller's transaction; 0.0 when granted, else the wait."""
         if self.limit is None:
-            return True
-        n = min(n, self.limit.requests)  # a call costlier than a whole window still gets one window
-        for _ in range(3):
-            if self.window_start is not None and utcnow() >= self.window_start + dt.timedelta(
-                seconds=self.limit.per_seconds
-            ):
-                self.available = 0  # calls reserved in a window that has ended lapse with it
-            if self.available >= n:
-                self.available -= n
-                return True
-            need = n - self.available
-            got = reserve(self.engine, self.connection_id, self.limit, max(need, min(self.chunk, self.limit.requests)))
-            if not got.granted:
-                got = reserve(self.engine, self.connection_id, self.limit, need)
-            if not got.granted:
-                self.retry_at = got.retry_at
-                return False
-            if got.window_start != self.window_start:
-                self.window_start, self.available = got.window_start, 0
-            self.available += got.granted
-        self.retry_at = utcnow()
-        return False
+            return 0.0
+        cost = self.cost(operation)
+        n = min(cost, 1) if self.limit.metered else cost
+        wait = spend(db, self.connection_id, self.limit, n, need=cost, guard=self.guard, holder=self.holder,
+                     hold_seconds=self.hold_seconds)
+        if wait == 0.0:
+            self.credits, self._credit_at, self.holding = n, time.monotonic(), True
+        return wait
 
-    def give_back(self, n: int) -> None:
-        """Calls taken but not made (a task that ended early) return to this batch's reserve."""
-        if self.limit is not None and n > 0:
-            self.available += n
+    def take(self, operation: str) -> None:
+        """Spend ``operation``'s cost in a transaction of its own, sleeping up to ``max_wait``."""
+        self._until_granted(lambda db: self.take_in(db, operation), WindowFull)
 
-    def settle(self, reserved: int, used: int) -> None:
-        """Square a reservation with the requests a provider reports it made: unused ones return to this
-        batch's reserve; extra ones are added to the shared window so later reservations wait for them."""
-        if self.limit is None or used == reserved:
+    def on_request(self, count: int = 1) -> None:
+        """A metered provider is about to send ``count`` request(s): spend them unless already spent."""
+        if self.limit is None or not self.limit.metered:
             return
-        if used < reserved:
-            self.give_back(reserved - used)
-            return
-        extra = used - reserved
-        from_reserve = min(extra, self.available)
-        self.available -= from_reserve
-        extra -= from_reserve
-        if extra and self.window_start is not None:
-            c = connections.c
+        for _ in range(count):
+            if self.credits > 0 and time.monotonic() - self._credit_at <= max(self.guard / 2, 0.05):
+                self.credits -= 1
+                continue
+            self.credits = 0  # a stale credit stays in the log (counted early: stricter, never over)
+            self._until_granted(self._one, RateLimitedError)
+
+    def end_call(self) -> None:
+        """A hook call returned: credits it did not use stay counted (stricter, never over)."""
+        self.credits = 0
+
+    def release_in(self, db: sa.Connection) -> None:
+        if self.limit is not None and self.holding:
+            release(db, self.connection_id, self.holder)
+            self.holding = False
+
+    def _one(self, db: sa.Connection) -> float:
+        assert self.limit is not None
+        return spend(db, self.connection_id, self.limit, 1, guard=self.guard, holder=self.holder,
+                     hold_seconds=self.hold_seconds)
+
+    def _until_granted(self, attempt: Any, error: type[Exception]) -> None:
+        while True:
             with self.engine.begin() as db:
-                db.execute(
-                    connections.update()
-                    .where(c.id == self.connection_id, c.rate_window_start == self.window_start)
-                    .values(rate_window_count=c.rate_window_count + extra)
-                )
-
-    def refund(self) -> int:
-        """Give unused reserved calls back to the shared window (only if it is still the same one)."""
-        if self.limit is None or self.available <= 0 or self.window_start is None:
-            return 0
-        c = connections.c
-        with self.engine.begin() as db:
-            result = db.execute(
-                connections.update()
-                .where(
-                    c.id == self.connection_id,
-                    c.rate_window_start == self.window_start,
-                    c.rate_window_count >= self.available,
-                )
-                .values(rate_window_count=c.rate_window_count - self.available)
-            )
-        given = self.available if result.rowcount == 1 else 0
-        self.available = 0
-        return given
+                wait = attempt(db)
+            if wait == 0.0:
+                return
+            if wait > self.max_wait:
+                if error is RateLimitedError:
+                    raise RateLimitedError("the account's request budget is spent", retry_after=wait)
+                raise WindowFull(utcnow() + dt.timedelta(seconds=wait))
+            time.sleep(wait)

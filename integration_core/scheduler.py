@@ -16,7 +16,6 @@ import threading
 import time
 from typing import Any
 
-import attrs
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import Config
@@ -44,11 +43,8 @@ class Worker:
     ) -> None:
         self.hub = hub
         self.interval = float(interval if interval is not None else hub.config.scheduler_interval)
+        # Threads split the due connections: a tick claims one connection at a time (Outbound.tick).
         self.settings = settings or OutboundSettings.from_env()
-        if threads > 1:
-            # Each thread claims one connection per tick; claiming several would leave the other
-            # threads idle while one drains them in turn.
-            self.settings = attrs.evolve(self.settings, max_connections=1)
         base = worker_id or default_worker_id()
         self.outbounds = [
             Outbound(hub, base if threads == 1 else f"{base}:{i}", self.settings) for i in range(max(1, threads))

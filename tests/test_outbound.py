@@ -175,7 +175,6 @@ def test_tick_cost_follows_due_work_not_connections(hub: Hub) -> None:
             "status": ConnectionStatus.ACTIVE,
             "invoices_outbound": True,
             "customers_inbound": True,
-            "rate_window_count": 0,
             "created_at": now,
             "updated_at": now,
             # half have been drained at some point, half never had work

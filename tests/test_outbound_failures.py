@@ -230,10 +230,10 @@ def test_worker_death_mid_push_is_recovered_without_duplicate(hub: Hub) -> None:
     hub.submit_invoice("t1", "prod", invoice(1))
     dead = Outbound(hub, "dead-worker", FAST)
     assert dead.claim(10) == [conn.id]
-    task = dead._start(find_task(hub, conn.id, "inv-1").id, conn.id)
+    started = dead._start(find_task(hub, conn.id, "inv-1").id, conn.id)
     # the dead worker's push reached the remote, then the process died before completing
     ledger_mod.ledger(account).create_invoice(invoice(1), ledger_mod.ledger(account).create_contact("x", None).id)
-    assert task.status == TaskStatus.IN_FLIGHT
+    assert started is not None and started.task.status == TaskStatus.IN_FLIGHT
     past = utcnow() - dt.timedelta(seconds=1)
     with hub.engine.begin() as db:
         db.execute(connections.update().values(lease_until=past))

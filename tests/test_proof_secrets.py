@@ -48,7 +48,7 @@ from .proof.zoho import (
     zoho_connection,
 )
 
-FAST = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, rate_chunk=50)
+FAST = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0)
 
 
 class Capture(logging.Handler):

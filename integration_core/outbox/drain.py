@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -28,13 +29,14 @@ from .. import inbound, mapping
 from ..context import ProviderContext
 from ..errors import DatabaseFileChanged, PermanentError, TransientError
 from ..metrics import push_observed
-from ..models import Connection, ConnectionStatus, Invoice, RateLimit, RemoteInvoice, TaskStatus
+from ..models import Connection, ConnectionStatus, Invoice, RemoteInvoice, TaskStatus
 from ..plugins import ProviderHooks
 from ..ratelimit import Budget
 from ..redact import RepeatedErrors, safe_error
 from ..store.db import lock_rows
 from ..store.schema import connections, outbox_tasks, utcnow
-from .finish import _LeaseLost, _RateWindowFull, _StopBatch
+from .calls import NoRoom, Started, rate_limit_of, read_links
+from .finish import _LeaseLost, _StopBatch
 from .leases import LeaseClock
 from .payments import DependentTasks
 from .schedule import pause_all, recompute_due, resume_all, task_audit
@@ -69,8 +71,8 @@ class Outbound(DependentTasks):
 
     # --- claiming ---------------------------------------------------------------------------------
 
-    def claim(self, max_connections: int) -> list[str]:
-        """Lease up to ``max_connections`` due connections, earliest ``next_due_at`` first."""
+    def claim(self, max_connections: int, *, skip: Collection[str] = ()) -> list[str]:
+        """Lease up to ``max_connections`` due connections (not in ``skip``), earliest ``next_due_at`` first."""
         c = connections.c
         with self.engine.begin() as db:
             now = self.leases.now(db)
@@ -80,6 +82,8 @@ class Outbound(DependentTasks):
                 .order_by(c.next_due_at)
                 .limit(max_connections)
             )
+            if skip:
+                query = query.where(c.id.not_in(list(skip)))
             ids = list(db.execute(lock_rows(db, query, skip_locked=True)).scalars())
             if ids:
                 db.execute(
@@ -101,10 +105,14 @@ class Outbound(DependentTasks):
         )
         return result.rowcount == 1
 
-    def release(self, connection_id: str, *, not_before: dt.datetime | None = None) -> None:
-        """Recompute when the connection is next due and give its lease back."""
+    def release(
+        self, connection_id: str, *, not_before: dt.datetime | None = None, budget: Budget | None = None
+    ) -> None:
+        """Recompute when the connection is next due and give its lease (and in-flight slot) back."""
         c = connections.c
         with self.engine.begin() as db:
+            if budget is not None:
+                budget.release_in(db)
             owner = db.execute(sa.select(c.lease_owner).where(c.id == connection_id)).scalar_one_or_none()
             if owner != self.worker_id:
                 return  # the lease expired and another worker owns the connection now
@@ -121,11 +129,17 @@ class Outbound(DependentTasks):
     # --- the tick ---------------------------------------------------------------------------------
 
     def tick(self, max_connections: int | None = None, batch_size: int | None = None) -> TickStats:
-        """Claim due connections and push a bounded batch of each one's due tasks."""
+        """Claim due connections one at a time (each once) and push a bounded batch of each one's due tasks:
+        the rest stay claimable meanwhile, so several workers (threads, processes) split the due connections."""
         stats = TickStats()
-        ids = self.claim(max_connections or self.settings.max_connections)
-        stats.claimed = len(ids)
-        for connection_id in ids:
+        drained: list[str] = []
+        for _ in range(max_connections or self.settings.max_connections):
+            ids = self.claim(1, skip=drained)
+            if not ids:
+                break
+            connection_id = ids[0]
+            drained.append(connection_id)
+            stats.claimed += 1
             try:
                 stats.add(self.drain_connection(connection_id, batch_size or self.settings.batch_size))
             except DatabaseFileChanged:
@@ -161,22 +175,23 @@ class Outbound(DependentTasks):
             ctx = self.hub.context(connection_id)
             conn = ctx.record
             provider = self.hub.provider(conn.provider)
+            s = self.settings
             budget = Budget(
-                self.engine, connection_id, _rate_limit(provider, ctx), self.settings.rate_chunk,
-                min_requests=sum(self.settings.call_costs.values()),
+                self.engine, connection_id, rate_limit_of(provider, ctx), holder=self.worker_id,
+                fallback_costs=s.call_costs, guard=s.rate_guard_seconds, max_wait=s.rate_wait_seconds,
+                hold_seconds=s.lease_seconds,
             )
+            ctx.meter = budget.on_request  # a metered provider spends the budget per request
             for task_id in self._due_tasks(connection_id, batch_size, utcnow()):
                 with push_observed(conn.provider, stats):
                     self._process(conn, ctx, provider, budget, task_id, stats)
         except _StopBatch as stop:
             not_before, park = stop.not_before, stop.park
         finally:
-            if budget is not None:
-                budget.refund()
             if park:
-                self._park(connection_id, ConnectionStatus.NEEDS_REAUTH, stats)
+                self._park(connection_id, ConnectionStatus.NEEDS_REAUTH, stats, budget=budget)
             else:
-                self.release(connection_id, not_before=not_before)
+                self.release(connection_id, not_before=not_before, budget=budget)
         return stats
 
     def _due_tasks(self, connection_id: str, batch_size: int, now: dt.datetime) -> list[int]:
@@ -200,7 +215,7 @@ class Outbound(DependentTasks):
             # Orphans (a worker died mid-push) first: they are the oldest work and need the lookup.
             return (orphaned + pending_ids)[:batch_size]
 
-    def _park(self, connection_id: str, status: str, stats: TickStats) -> None:
+    def _park(self, connection_id: str, status: str, stats: TickStats, *, budget: Budget | None = None) -> None:
         """A connection that cannot push (disabled, needs re-authorization): pause, re-check later.
 
         Parking, rather than clearing ``next_due_at``, means a connection re-activated by any code path
@@ -209,6 +224,8 @@ class Outbound(DependentTasks):
         now = utcnow()
         c = connections.c
         with self.engine.begin() as db:
+            if budget is not None:
+                budget.release_in(db)
             if status == ConnectionStatus.NEEDS_REAUTH:
                 stats.paused += pause_all(db, connection_id, "connection needs re-authorization")
             db.execute(
@@ -224,8 +241,18 @@ class Outbound(DependentTasks):
 
     # --- one task ---------------------------------------------------------------------------------
 
-    def _start(self, task_id: int, connection_id: str) -> Any:
-        """Mark the task in flight and COMMIT before any provider call: a crash after this is visible."""
+    def _start(self, task_id: int, connection_id: str, budget: Budget | None = None) -> Started | None:
+        """Mark the task in flight and COMMIT before any provider call: a crash after this is visible. The same
+        transaction reads its links and spends its first call's budget (no room: the task stays pending)."""
+        while True:
+            try:
+                return self._try_start(task_id, connection_id, budget)
+            except NoRoom as full:
+                if budget is None or full.wait > budget.max_wait:
+                    raise _StopBatch(utcnow() + dt.timedelta(seconds=full.wait), rate_limited=True) from None
+                time.sleep(full.wait)
+
+    def _try_start(self, task_id: int, connection_id: str, budget: Budget | None) -> Started | None:
         t = outbox_tasks.c
         with self.engine.begin() as db:
             now = self.leases.now(db)
@@ -267,14 +294,18 @@ class Outbound(DependentTasks):
             live = db.execute(sa.select(c.status, c.invoices_outbound).where(c.id == connection_id)).one()
             if live.status != ConnectionStatus.ACTIVE or not live.invoices_outbound:
                 raise _StopBatch()
+            links = read_links(db, connection_id, row)
+            first = links.first_call(lookup=row.attempts > 0 or bool(row.uncertain) or orphan)
+            if first is not None and budget is not None:
+                wait = budget.take_in(db, first)
+                if wait > 0:
+                    raise NoRoom(wait)  # rolls the transaction back: the task stays pending
             detail = f"attempt {row.attempts + 1} by {self.worker_id}"
             if orphan:
                 detail += f"; previous attempt by {row.lease_owner} abandoned (lease expired), outcome uncertain"
             task_audit(db, task_id, connection_id, "in_flight", detail)
-            return db.execute(sa.select(outbox_tasks).where(t.id == task_id)).first()
-
-    def _cost(self, name: str) -> int:
-        return self.settings.call_costs.get(name, 1)
+            task = db.execute(sa.select(outbox_tasks).where(t.id == task_id)).first()
+            return Started(task, links, first)
 
     def _process(
         self,
@@ -285,9 +316,14 @@ class Outbound(DependentTasks):
         task_id: int,
         stats: TickStats,
     ) -> None:
-        task = self._start(task_id, conn.id)
-        if task is None:
+        try:
+            started = self._start(task_id, conn.id, budget)
+        except _StopBatch as stop:
+            stats.rate_limited += int(stop.rate_limited)
+            raise
+        if started is None:
             return
+        task = started.task
         stats.attempted += 1
         if task.entity_type != mapping.INVOICE:  # a payment or a void: see .payments
             self._process_dependent(conn, ctx, provider, budget, task, stats)
@@ -297,7 +333,7 @@ class Outbound(DependentTasks):
         except (KeyError, TypeError, ValueError) as exc:  # the stored payload itself is bad: retrying cannot help
             self._fail(task, f"bad invoice payload: {safe_error(exc)}", stats)
             return
-        remote = self._guarded(task, budget, stats, lambda: self._push(conn, ctx, provider, budget, task, invoice))
+        remote = self._guarded(task, budget, stats, lambda: self._push(conn, ctx, provider, budget, started, invoice))
         if remote is not None and self._complete(task, remote):
             stats.done += 1
             stats.adopted += int(remote.adopted)
@@ -308,50 +344,42 @@ class Outbound(DependentTasks):
         ctx: ProviderContext,
         provider: ProviderHooks,
         budget: Budget,
-        task: Any,
+        started: Started,
         invoice: Invoice,
     ) -> RemoteInvoice:
-        contact_type = mapping.contact_type(invoice.currency)
-        contact_print = mapping.fingerprint(invoice.customer.to_dict())
-        with self.engine.connect() as db:
-            existing = mapping.remote_id(db, conn.id, mapping.INVOICE, invoice.id)
-            contact_id, sent_print = mapping.remote_and_fingerprint(db, conn.id, contact_type, invoice.customer.id)
-        if existing is not None:  # linked already (e.g. an earlier attempt committed it): nothing to call
-            return RemoteInvoice(remote_id=existing, adopted=True)
-        lookup = task.attempts > 1 or task.uncertain
-        # A linked contact whose customer data changed since it was sent is updated once, before the invoice.
-        stale = contact_id is not None and sent_print != contact_print
-        # The whole task's calls are reserved at once: a task never stops half-way for the rate window,
-        # so a small window cannot livelock on the first call of every task.
-        cost = self._cost("push_invoice") + (self._cost("find_invoice") if lookup else 0)
-        cost += self._cost("upsert_contact") if contact_id is None else 0
-        # (update_contact costs 1 unless configured; it replaces upsert_contact, so the worst case of a whole
-        # task, which the rate windows are sized for, stays push + find + upsert)
-        cost += self._cost("update_contact") if stale else 0
-        if not budget.take(cost):
-            raise _RateWindowFull(budget.retry_at)
-        made_before = ctx.requests_made
-        try:
-            if lookup:
-                found = provider.find_invoice(ctx=ctx, invoice=invoice)
-                if found is not None:
-                    return attrs.evolve(found, adopted=True)
-            if contact_id is None:
-                contact_id = provider.upsert_contact(ctx=ctx, customer=invoice.customer, currency=invoice.currency)
-                if not contact_id:
-                    raise PermanentError("the provider returned no contact id")
-                self._link_contact(conn.id, contact_type, invoice.customer.id, str(contact_id), contact_print,
-                                   task.id)
-            elif stale:
-                provider.update_contact(ctx=ctx, customer=invoice.customer, remote_contact_id=contact_id,
-                                        currency=invoice.currency)
-                with self.engine.begin() as db:
-                    mapping.set_fingerprint(db, conn.id, contact_type, invoice.customer.id, contact_print)
-            remote = provider.push_invoice(ctx=ctx, invoice=invoice, remote_contact_id=str(contact_id))
-        finally:
-            # A provider that reports its requests gets the unused part of the worst case back.
-            if ctx.metered:
-                budget.settle(cost, ctx.requests_made - made_before)
+        task, links, spent = started.task, started.links, started.first_call
+        if links.invoice_id is not None:  # linked already (an earlier attempt committed it): nothing to call
+            return RemoteInvoice(remote_id=links.invoice_id, adopted=True)
+        contact_id = links.contact_id
+
+        def call(name: str, fn: Any, **kwargs: Any) -> Any:
+            nonlocal spent
+            if spent != name:  # the first call's budget was spent when the task was started
+                budget.take(name)
+            spent = None
+            try:
+                return fn(ctx=ctx, **kwargs)
+            finally:
+                budget.end_call()
+
+        if task.attempts > 1 or task.uncertain:
+            found = call("find_invoice", provider.find_invoice, invoice=invoice)
+            if found is not None:
+                return attrs.evolve(found, adopted=True)
+        if contact_id is None:
+            contact_id = call("upsert_contact", provider.upsert_contact, customer=invoice.customer,
+                              currency=invoice.currency)
+            if not contact_id:
+                raise PermanentError("the provider returned no contact id")
+            self._link_contact(conn.id, links.contact_type, invoice.customer.id, str(contact_id), links.contact_print,
+                               task.id)
+        elif links.stale:
+            # A linked contact whose customer data changed since it was sent is updated once, before the invoice.
+            call("update_contact", provider.update_contact, customer=invoice.customer, remote_contact_id=contact_id,
+                 currency=invoice.currency)
+            with self.engine.begin() as db:
+                mapping.set_fingerprint(db, conn.id, links.contact_type, invoice.customer.id, links.contact_print)
+        remote = call("push_invoice", provider.push_invoice, invoice=invoice, remote_contact_id=str(contact_id))
         if remote is None or not remote.remote_id:
             raise TransientError("the provider returned no invoice id", uncertain=True)
         return remote
@@ -420,13 +448,3 @@ class Outbound(DependentTasks):
             return
         if applied:
             log.info("applied %d event(s) that arrived before remote invoice %s was linked", len(applied), remote_id)
-
-
-
-def _rate_limit(provider: ProviderHooks, ctx: ProviderContext) -> RateLimit | None:
-    try:
-        return provider.rate_limit(ctx=ctx)
-    except Exception as exc:  # a provider without the hook, or a broken one: no limit known
-        log.warning("rate_limit hook failed: %s", type(exc).__name__)
-        return None
-

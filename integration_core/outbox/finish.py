@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .. import mapping
 from ..errors import AuthError, PermanentError, RateLimitedError, TransientError
 from ..models import ConnectionStatus, RateLimit, TaskStatus
-from ..ratelimit import Budget
+from ..ratelimit import Budget, WindowFull
 from ..redact import safe_error
 from ..store.schema import connections, outbox_tasks, utcnow
 from .schedule import task_audit
@@ -33,14 +33,12 @@ _T = TypeVar("_T")
 class _StopBatch(Exception):
     """Stop draining this connection for now (a retry schedule, a rate window, refused credentials)."""
 
-    def __init__(self, not_before: dt.datetime | None = None, *, park: bool = False) -> None:
+    def __init__(
+        self, not_before: dt.datetime | None = None, *, park: bool = False, rate_limited: bool = False
+    ) -> None:
         self.not_before = not_before
         self.park = park  # the connection cannot push any more (credentials refused)
-
-
-class _RateWindowFull(Exception):
-    def __init__(self, retry_at: dt.datetime | None) -> None:
-        self.retry_at = retry_at
+        self.rate_limited = rate_limited  # the account's window had no room for the next task
 
 
 class _LeaseLost(Exception):
@@ -130,7 +128,7 @@ class TaskTransitions:
         """Run one push; an error ends the attempt as its class says (``None``), or stops the batch."""
         try:
             return push()
-        except _RateWindowFull as full:
+        except WindowFull as full:
             self._requeue(task, full.retry_at, "rate window full", count_attempt=False)
             stats.rate_limited += 1
             raise _StopBatch(full.retry_at) from None

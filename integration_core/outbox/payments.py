@@ -33,7 +33,7 @@ from ..plugins import ProviderHooks
 from ..ratelimit import Budget
 from ..redact import safe_error
 from ..store.schema import connections, outbox_tasks, utcnow
-from .finish import TaskTransitions, _LeaseLost, _RateWindowFull
+from .finish import TaskTransitions, _LeaseLost
 from .schedule import task_audit
 from .settings import TickStats
 
@@ -187,37 +187,30 @@ class DependentTasks(TaskTransitions):
                 f"payment {payment.id} is in {payment.currency} but invoice {parent.invoice.number} is in "
                 f"{parent.invoice.currency}; submit the payment in the invoice's currency"
             )
-        lookup = task.attempts > 1 or task.uncertain
-        costs = self.settings.call_costs
-        cost = costs.get("push_payment", 1) + (costs.get("find_payment", 1) if lookup else 0)
-        if not budget.take(cost):
-            raise _RateWindowFull(budget.retry_at)
-        made_before = ctx.requests_made
+        # Each call spends its cost from the shared budget first (ratelimit.Budget; WindowFull when no room).
         try:
-            if lookup:
+            if task.attempts > 1 or task.uncertain:
+                budget.take("find_payment")
                 found = provider.find_payment(ctx=ctx, payment=payment, remote_invoice_id=parent.remote_id)
                 if found is not None:
                     return attrs.evolve(found, adopted=True)
+                budget.end_call()
+            budget.take("push_payment")
             remote = provider.push_payment(
                 ctx=ctx, payment=payment, invoice=parent.invoice, remote_invoice_id=parent.remote_id
             )
         finally:
-            if ctx.metered:
-                budget.settle(cost, ctx.requests_made - made_before)
+            budget.end_call()
         if remote is None or not remote.remote_id:
             raise TransientError("the provider returned no payment id", uncertain=True)
         return remote
 
     def _push_void(self, ctx: ProviderContext, provider: ProviderHooks, budget: Budget, parent: _Parent) -> bool:
-        cost = self.settings.call_costs.get("void_remote_invoice", 1)
-        if not budget.take(cost):
-            raise _RateWindowFull(budget.retry_at)
-        made_before = ctx.requests_made
+        budget.take("void_remote_invoice")
         try:
             provider.void_remote_invoice(ctx=ctx, remote_invoice_id=parent.remote_id)
         finally:
-            if ctx.metered:
-                budget.settle(cost, ctx.requests_made - made_before)
+            budget.end_call()
         return True
 
     # --- completion --------------------------------------------------------------------------------

@@ -22,8 +22,12 @@ class OutboundSettings:
     backoff_cap: float = 3600.0
     max_attempts: int = 8
     park_seconds: float = 300.0  # re-check interval of a connection that cannot push (disabled, reauth)
-    rate_chunk: int = 5  # calls reserved from the shared window at a time
-    # Worst-case API requests per hook call, reserved before each call (contact lookup + create, etc.).
+    # The shared request budget (ratelimit.py): a request counts for its window plus this margin (the
+    # time between our grant and its arrival at the provider), and a wait for room up to
+    # rate_wait_seconds is slept in place; a longer one ends the batch until the window has room.
+    rate_guard_seconds: float = 1.0
+    rate_wait_seconds: float = 2.0
+    # Worst-case API requests per hook call for a provider whose RateLimit.costs does not say.
     call_costs: Mapping[str, int] = attrs.field(
         factory=lambda: {"upsert_contact": 2, "find_invoice": 1, "push_invoice": 2}
     )

@@ -56,9 +56,9 @@ connections = sa.Table(
     sa.Column("next_due_at", UTCDateTime, nullable=True, index=True),
     sa.Column("lease_owner", sa.String(100), nullable=True),
     sa.Column("lease_until", UTCDateTime, nullable=True),
-    # Shared rate-limit window, so the limit holds across workers and lease hand-overs.
-    sa.Column("rate_window_start", UTCDateTime, nullable=True),
-    sa.Column("rate_window_count", sa.Integer, nullable=False, default=0),
+    # The shared request budget (ratelimit.py): a sliding-window log of granted requests and the
+    # in-flight slots, as JSON, so the limit holds across workers, processes and lease hand-overs.
+    sa.Column("rate_state", sa.Text, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_error_at", UTCDateTime, nullable=True),
     sa.Column("last_success_at", UTCDateTime, nullable=True),

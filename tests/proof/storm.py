@@ -10,7 +10,6 @@ from integration_core.outbox import OutboundSettings
 # max_attempts is raised so that no task can exhaust its attempts on bad luck alone (the storm is random).
 STORM_SETTINGS = OutboundSettings(
     backoff_base=0.001, backoff_cap=0.01, lease_seconds=3.0, park_seconds=0.2, max_attempts=25, batch_size=50,
-    rate_chunk=50,
 )
 
 # Per request probabilities (the emulator draws one per API or token request).

@@ -102,7 +102,7 @@ def push_host_invoices(hub: Hub, host: Any, tenant: str, env: str, count: int, *
                 for n in range(count)]
     for inv in invoices:
         hub.submit_invoice(tenant, env, inv)
-    fast = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, rate_chunk=50)
+    fast = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0)
     drain(hub, Outbound(hub, f"setup-{tenant}-{env}", fast))
     return invoices
 

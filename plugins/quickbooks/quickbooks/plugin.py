@@ -43,8 +43,14 @@ def rate_limit(ctx: ProviderContext) -> RateLimit:
     try:
         cfg = config.validate_settings(ctx.settings, need_credentials=False)
     except ConfigurationError:
-        return RateLimit(500, 60, 10)
-    return RateLimit(cfg.rate_limit_per_minute, 60, cfg.rate_limit_concurrency)
+        return RateLimit(500, 60, 10, costs=CALL_COSTS, metered=True)
+    return RateLimit(cfg.rate_limit_per_minute, 60, cfg.rate_limit_concurrency, costs=CALL_COSTS, metered=True)
+
+
+# Requests per hook call in the usual case: a customer is queried by e-mail and created when missing; an
+# invoice is one POST once the company's preferences, item and account are cached. The client reports
+# every request (ctx.note_request), so the first invoice of a connection (up to 8) is counted as made.
+CALL_COSTS = {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1}
 
 
 @hookimpl

@@ -256,6 +256,7 @@ def test_rate_limit_hook() -> None:
 
     limit = plugin.rate_limit(ctx=Ctx())
     assert (limit.requests, limit.per_seconds, limit.concurrency) == (300, 60, 10)
+    assert limit.metered and limit.costs == {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1}
 
 
 def test_customer_hook_directly_with_unqueryable_name(ic_hub, qbo_emulator) -> None:

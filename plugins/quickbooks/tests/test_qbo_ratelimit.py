@@ -13,6 +13,7 @@ import time
 import types
 from pathlib import Path
 
+import attrs
 from qbo_helpers import qbo_connection
 
 from integration_core.config import Config
@@ -35,7 +36,8 @@ def scaled_quickbooks() -> Plugins:
 
     @hookimpl
     def rate_limit(ctx: object) -> RateLimit:
-        return RateLimit(LIMIT, WINDOW, IN_FLIGHT)
+        # The plugin's own declaration (costs per call, metered client), on the scaled window.
+        return attrs.evolve(real.rate_limit(ctx), requests=LIMIT, per_seconds=WINDOW, concurrency=IN_FLIGHT)
 
     provider.rate_limit = rate_limit
     plugins = Plugins(load_entry_points=False)
@@ -55,7 +57,9 @@ def test_backlog_with_three_workers_never_exceeds_the_company_limits(tmp_path: P
             hub.submit_invoice("t1", "prod", Invoice(id=f"i{i}", number=f"N-{i}", customer=who, currency="USD",
                                                      issue_date="2026-01-10",
                                                      lines=[{"description": "Plan", "amount": "9.99"}]))
-        settings = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=10.0, park_seconds=0.1)
+        # The guard covers the emulator's 10-40 ms latency, which it adds before counting a request.
+        settings = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=10.0, park_seconds=0.1,
+                                    rate_guard_seconds=0.1, rate_wait_seconds=0.5)
         stop = time.monotonic() + 3 * WINDOW
         done: list[int] = []
 

@@ -35,8 +35,12 @@ def test_entry_point_and_info() -> None:
 
 
 def test_rate_limit_default_and_override() -> None:
-    assert plugin.rate_limit(ctx(**BASE)) == RateLimit(100, 60, 10)
-    assert plugin.rate_limit(ctx(**BASE, rate_limit_per_minute="50", rate_limit_concurrency=5)) == RateLimit(50, 60, 5)
+    declared = {"costs": plugin.CALL_COSTS, "metered": True}
+    assert plugin.rate_limit(ctx(**BASE)) == RateLimit(100, 60, 10, **declared)
+    assert plugin.rate_limit(ctx(**BASE, rate_limit_per_minute="50", rate_limit_concurrency=5)) == RateLimit(
+        50, 60, 5, **declared
+    )
+    assert plugin.CALL_COSTS == {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1}
 
 
 @pytest.mark.parametrize(("value", "accounts", "api"), [

@@ -42,8 +42,14 @@ def rate_limit(ctx: ProviderContext) -> RateLimit:
     try:
         cfg = config.validate_settings(ctx.settings, need_credentials=False)
     except ConfigurationError:
-        return RateLimit(100, 60, 10)
-    return RateLimit(cfg.rate_limit_per_minute, 60, cfg.rate_limit_concurrency)
+        return RateLimit(100, 60, 10, costs=CALL_COSTS, metered=True)
+    return RateLimit(cfg.rate_limit_per_minute, 60, cfg.rate_limit_concurrency, costs=CALL_COSTS, metered=True)
+
+
+# Requests per hook call in the usual case: a contact is searched by e-mail and created when missing; an
+# invoice is one POST (its first foreign-currency invoice also reads the currency list, cached after).
+# The client reports every request (ctx.note_request), so a call that needs more is still counted.
+CALL_COSTS = {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1}
 
 
 @hookimpl
