@@ -1,6 +1,6 @@
 """Per-connection request budget and in-flight slots, shared by every worker through the connection row.
 
-Providers count their limits over a *sliding* window (Zoho: 100 requests in any 60 s). The connection row
+Providers count their limits over a *sliding* window (say, 100 requests in any 60 s). The connection row
 keeps a sliding-window log of the requests granted (``rate_state``: JSON), so the budget is spent per
 request, as requests are made, and a full window is used to the last request without ever going over:
 
