@@ -9,6 +9,7 @@ whitespace, key order, escapes) any re-serialization would break.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -50,18 +51,24 @@ FRAMEWORKS = ["django", "flask", "fastapi", "fastapi-a2wsgi"]
 
 
 def _waitress(app: Callable[..., Any]) -> Iterator[str]:
-    from waitress import wasyncore
     from waitress.server import create_server
 
     server: Any = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
+
+    def run() -> None:
+        with contextlib.suppress(OSError, ValueError):  # the sockets are closed under the loop on stop
+            server.run()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
-    finally:  # close every socket from the loop's own thread: the loop ends when its map is empty
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(timeout=10)
+    finally:  # as integration_core.server stops: workers, the listener, then open connections
         server.task_dispatcher.shutdown()
+        server.close()
+        for channel in list(server._map.values()):
+            channel.close()
+        thread.join(timeout=10)
 
 
 def _uvicorn(app: Any) -> Iterator[str]:
