@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ class Secrets:
         values: Mapping[str, str],
         save: Callable[[dict[str, str | None]], Mapping[str, str] | None] | None = None,
         load: Callable[[], dict[str, str]] | None = None,
+        fallback: Mapping[str, str] | None = None,
     ) -> None:
         """``save`` gets only the changed keys (``None``: removed) and merges them into the stored set under
         the connection's row lock; it returns the stored set after the merge (or ``None``)."""
@@ -28,18 +30,20 @@ class Secrets:
         self._save = save
         self._load = load
         self.written: set[str] = set()  # the keys changed through this object (to undo a failed flow)
+        # The provider-level secrets: read when the connection has no value of its own, never written back.
+        self._fallback = dict(fallback or {})
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self._values.get(name, default)
+        return self._values.get(name, self._fallback.get(name, default))
 
     def __getitem__(self, name: str) -> str:
-        return self._values[name]
+        return self._values[name] if name in self._values else self._fallback[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._values
+        return name in self._values or name in self._fallback
 
     def names(self) -> list[str]:
-        return sorted(self._values)
+        return sorted({*self._values, *self._fallback})
 
     def update(self, **values: str | None) -> None:
         """Change these secrets and persist them encrypted (``None`` removes one). Only these keys are
@@ -121,8 +125,23 @@ class Mappings:
             self._put(entity_type, local_id, remote_id)
 
 
+class AppContext:
+    """The ``app`` argument of the provider-level hooks (``verify_app_webhook``, ``route_webhook``): the
+    provider's own settings and decrypted secrets (``providers configure``), without any connection."""
+
+    def __init__(self, provider: str, settings: Mapping[str, Any], secrets: Secrets) -> None:
+        self.provider = provider
+        self.settings: Mapping[str, Any] = dict(settings)
+        self.secrets = secrets
+        self.http = shared_session()
+
+    def __repr__(self) -> str:
+        return f"AppContext(provider={self.provider!r}, secrets={self.secrets!r})"
+
+
 class ProviderContext:
-    """The ``connection`` argument of every provider hook."""
+    """The ``connection`` argument of every provider hook. Its settings fall back to the provider-level
+    settings (``defaults``), as its secrets do (:class:`Secrets` ``fallback``)."""
 
     def __init__(
         self,
@@ -133,10 +152,12 @@ class ProviderContext:
         process_lock: Callable[[str], AbstractContextManager[None]] | None = None,
         session: requests.Session | None = None,
         mappings: Mappings | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self.record = connection
         self.secrets = secrets
         self._settings = dict(connection.settings)
+        self._defaults = dict(defaults or {})
         self._save_settings = save_settings
         self._process_lock = process_lock
         self.http = session or shared_session()
@@ -172,7 +193,7 @@ class ProviderContext:
 
     @property
     def settings(self) -> Mapping[str, Any]:
-        return self._settings
+        return ChainMap(self._settings, self._defaults) if self._defaults else self._settings
 
     def update_settings(self, **values: Any) -> None:
         """Persist non-secret settings learned at run time (e.g. the API host from a token response).

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     import click
 
-    from .context import ProviderContext
+    from .context import AppContext, ProviderContext
     from .models import (
         ConnectResult,
         Customer,
@@ -165,6 +165,43 @@ class ProviderSpec:
     @hookspec(firstresult=True)
     def parse_event(self, ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
         """Turn a verified webhook into normalized events (an empty list when nothing concerns the core).
+
+        :raises WebhookRejected: when the payload is malformed (answered 400, nothing stored).
+
+        A provider whose webhooks are thin (ids only) returns :class:`~integration_core.models.Notice` events:
+        the inbox stores them and the outbox fetches them later through :meth:`fetch_events`."""
+
+    @hookspec(firstresult=True)
+    def fetch_events(self, ctx: ProviderContext, notices: list[dict[str, Any]]) -> list[Event]:
+        """Fetch what thin notices name and return the normalized events (run by the outbox, task kind
+        ``fetch``, under the connection's rate limit and retries; never inside a webhook answer).
+
+        :param notices: the ``data`` of the :class:`~integration_core.models.Notice` events ``parse_event``
+            returned. Raise ``TransientError`` / ``RateLimitedError`` to be retried: the notice is kept."""
+
+    @hookspec(firstresult=True)
+    def changes_since(self, ctx: ProviderContext, cursor: str | None) -> tuple[list[Event], str | None]:
+        """Reconciliation: the events of everything changed since ``cursor`` (``None``: the first run; the
+        provider chooses how far back) and the cursor for the next run. The events carry the same dedupe keys
+        as the webhook path, so a duplicate is harmless and a missed webhook is caught up. The core stores the
+        cursor only after every event was stored. Optional: without it a connection is not reconciled."""
+
+    @hookspec(firstresult=True)
+    def account_key(self, settings: dict[str, Any]) -> str | None:
+        """The remote account (e.g. a company id) a connection with these settings belongs to: how a
+        provider-level webhook that names the account finds the connection. ``None``: not known (yet).
+        Called whenever a connection's settings are written."""
+
+    @hookspec(firstresult=True)
+    def verify_app_webhook(self, app: AppContext, request: WebhookRequest) -> bool:
+        """Whether a delivery to the provider-level endpoint ``POST /v1/webhooks/<provider>`` is authentic,
+        checked with the provider-level secrets (``app.secrets``). :return: ``False`` answers 401."""
+
+    @hookspec(firstresult=True)
+    def route_webhook(self, app: AppContext, request: WebhookRequest) -> list[str]:
+        """The account keys (see :meth:`account_key`) a verified provider-level delivery concerns. The core
+        then calls :meth:`parse_event` once for each connection of those accounts; an account with no
+        connection is acknowledged and recorded as ignored.
 
         :raises WebhookRejected: when the payload is malformed (answered 400, nothing stored)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import audit, authorization, mapping
+from . import apps, audit, authorization, mapping
 from .config import Config
 from .context import ProviderContext, Secrets
 from .errors import AuthError, ConfigurationError, IntegrationError, NotFoundError
@@ -58,18 +58,13 @@ class Hub:
         self.engine = engine or create_engine_for(self.config.database_url)
         if auto_upgrade:
             upgrade(self.engine)
-        self.keys = KeyRing(self.config.keys, self.config.key_file, store_has_secrets=self._store_has_secrets)
+        self.keys = KeyRing(self.config.keys, self.config.key_file,
+                            store_has_secrets=lambda: apps.store_has_secrets(self.engine))
         self.plugins = plugins or Plugins()
+        self.apps = apps.ProviderApps(self)
         if host is not None:
             self.plugins.set_host(host)
         self.entry = WebhookEntry(self)
-
-    def _store_has_secrets(self) -> bool:
-        with self.engine.connect() as db:
-            count = db.execute(
-                sa.select(sa.func.count()).select_from(connections).where(connections.c.secrets.is_not(None))
-            ).scalar_one()
-        return bool(count)
 
     # --- providers -------------------------------------------------------------------------------
 
@@ -127,6 +122,7 @@ class Hub:
                     provider=provider,
                     name=name,
                     settings=settings,
+                    account_key=self.apps.account_key(provider, settings),
                     secrets=self.keys.encrypt(secret_values),
                     status=status,
                     invoices_outbound=sync.invoices_outbound,
@@ -189,6 +185,7 @@ class Hub:
                 merged.update(values)
                 settings, secret_values = self._split_values(current.provider, info, merged, require_all=True)
                 changes["settings"] = {**stored_settings, **settings}
+                changes["account_key"] = self.apps.account_key(current.provider, changes["settings"])
                 changes["secrets"] = self.keys.encrypt({**stored_secrets, **secret_values})
             if name:
                 changes["name"] = name
@@ -318,7 +315,7 @@ class Hub:
             db.execute(
                 connections.update()
                 .where(connections.c.id == connection_id)
-                .values(settings=values, updated_at=utcnow())
+                .values(settings=values, account_key=self.apps.account_key(row.provider, values), updated_at=utcnow())
             )
         return values
 
@@ -353,14 +350,17 @@ class Hub:
 
     def _context(self, connection: Connection, secret_values: dict[str, str]) -> ProviderContext:
         cid = connection.id
+        app_settings, app_secrets = self.apps.load(connection.provider)  # the provider-level fallbacks
         secrets = Secrets(
             secret_values,
             save=lambda values: self._save_secrets(cid, values),
             load=lambda: self._load_secrets(cid),
+            fallback=app_secrets,
         )
         return ProviderContext(
             connection,
             secrets,
+            defaults=app_settings,
             save_settings=lambda values: self._save_settings(cid, values),
             process_lock=self._advisory_lock if is_postgres(self.engine) else None,
             mappings=mapping.provider_mappings(self.engine, cid),
@@ -389,28 +389,11 @@ class Hub:
     # --- keys ------------------------------------------------------------------------------------
 
     def rotate_secrets(self) -> int:
-        """Re-encrypt every stored secret under the first key; returns how many rows were rewritten."""
-        count = 0
-        vault = self.keys.current()
-        with self.engine.begin() as db:
-            rows = db.execute(lock_rows(db, sa.select(connections.c.id, connections.c.secrets)))
-            for row in rows.fetchall():
-                if not row.secrets:
-                    continue
-                db.execute(
-                    connections.update()
-                    .where(connections.c.id == row.id)
-                    .values(secrets=vault.rotate(row.secrets))
-                )
-                count += 1
-            audit.record(db, "connection", None, "keys_rotated", f"{count} connection(s) re-encrypted")
-        return count
+        """Re-encrypt every stored secret (connections and providers) under the first key; rows rewritten."""
+        return apps.rotate_secrets(self)
 
     def secrets_readable_by_primary_key(self) -> bool:
-        with self.engine.connect() as db:
-            tokens = db.execute(sa.select(connections.c.secrets)).scalars().all()
-        vault = self.keys.current()
-        return all(vault.readable_by_primary(t) for t in tokens if t)
+        return apps.secrets_readable_by_primary_key(self)
 
     # --- outbound / inbound (implemented in their own modules) -------------------------------------
 

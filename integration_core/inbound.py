@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import sqlalchemy as sa
 
-from . import audit, mapping
+from . import audit, mapping, notices
 from .errors import IntegrationError, NotFoundError
 from .inbox_views import get_event as get_event
 from .inbox_views import list_events as list_events
@@ -38,6 +38,7 @@ from .models import (
     Ignored,
     InvoicePaid,
     InvoiceVoided,
+    Notice,
     PaymentReversed,
     TaskStatus,
     event_from_dict,
@@ -272,6 +273,8 @@ def _effect(hub: Hub, db: sa.Connection, conn: Connection, event: Event) -> str:
     """Apply one event through the host hooks; return an audit detail, or raise ``_Skip(reason)``."""
     if isinstance(event, Ignored):
         raise _Skip(event.reason)
+    if isinstance(event, Notice):  # a thin event: fetched later by the outbox
+        return notices.queue_fetch(db, conn.id, event)
     if isinstance(event, InvoicePaid | InvoiceVoided | PaymentReversed):
         local = mapping.local_id(db, conn.id, mapping.INVOICE, event.remote_invoice_id)
         if local is None:

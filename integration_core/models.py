@@ -148,6 +148,8 @@ class ProviderInfo:
     version: str
     fields: tuple[SettingField, ...] = ()
     oauth: bool = False  # True when a connection is completed by an authorization flow
+    # Provider-level (app) settings, set once per provider (``providers configure``); connections fall back to them.
+    app_fields: tuple[SettingField, ...] = ()
 
 
 @attrs.frozen
@@ -272,8 +274,20 @@ class Ignored:
     kind: str = "ignored"
 
 
-Event = InvoicePaid | InvoiceVoided | PaymentReversed | CustomerCreated | Ignored
+@attrs.frozen
+class Notice:
+    """A thin event: the provider was told *that* something changed (ids only). The inbox stores it and the outbox
+    fetches it later (task kind ``fetch``, the provider's ``fetch_events`` hook), under the rate limit and retries.
+    ``data`` is the provider's own JSON description of the notification, given back to ``fetch_events``."""
+
+    dedupe_key: str
+    data: dict[str, Any]
+    kind: str = "notice"
+
+
+Event = InvoicePaid | InvoiceVoided | PaymentReversed | CustomerCreated | Ignored | Notice
 EVENT_TYPES: dict[str, type] = {
+    "notice": Notice,
     "invoice_paid": InvoicePaid,
     "invoice_voided": InvoiceVoided,
     "payment_reversed": PaymentReversed,

@@ -14,9 +14,9 @@ file-like object (read only once the connection is known: at most ``max_webhook_
 not at all when ``Content-Length`` is already too large), or a callable ``read(limit) -> bytes`` (the
 WSGI adapter's, which reads ``wsgi.input``); a callable may raise :class:`Refused`.
 
-Provider-level endpoints (one URL per provider, the connection named by the payload) call
-:meth:`WebhookEntry.handle` with ``tenant_id=None``: until a provider can name its connection from the
-payload, such a delivery finds no connection and is answered 404.
+Provider-level endpoints (one URL per provider, the connections named by the payload) call
+:meth:`WebhookEntry.handle` with ``tenant_id=None``: verified with the provider-level secrets and routed by
+the provider's ``route_webhook`` hook (:mod:`integration_core.app_webhooks`); 404 for a provider without it.
 
 A connection's context (its decrypted secrets) is cached per process and checked against the row on
 each delivery, inside the transaction that stores the events (:mod:`integration_core.inbound`): a
@@ -36,7 +36,7 @@ from urllib.parse import parse_qs
 import attrs
 import sqlalchemy as sa
 
-from . import inbound
+from . import app_webhooks, inbound
 from .context import ProviderContext
 from .errors import IntegrationError, WebhookRejected
 from .metrics import webhook_answered
@@ -206,7 +206,7 @@ class WebhookEntry:
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         names = (provider_name, tenant_id, environment_id)
         if tenant_id is None or environment_id is None:
-            raise Refused(404, {"error": "not found"})  # provider-level endpoints: no provider names one yet
+            return self._app_webhook(provider_name, method, headers, query, body, path)
         if any(segment_error(p) for p in names):  # the one rule for ids (validation.py)
             raise Refused(404, {"error": "not found"})
         if method.upper() != "POST":
@@ -251,6 +251,27 @@ class WebhookEntry:
                 return 503, {"status": "retry", **summary}, [("Retry-After", "60")]
             return 200, {"status": "ok", **summary}, []
         raise AssertionError("unreachable")  # pragma: no cover: the third attempt returns or raises
+
+    def _app_webhook(self, provider_name: str, method: str, headers: Headers, query: Query, body: Body,
+                     path: str | None) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """``POST /v1/webhooks/<provider>``: 404 unless the provider routes webhooks itself, then as above."""
+        if segment_error(provider_name):
+            raise Refused(404, {"error": "not found"})
+        if method.upper() != "POST":
+            raise Refused(405, {"error": "method not allowed"}, [("Allow", "POST")])
+        try:
+            provider = self.hub.provider(provider_name)
+        except IntegrationError:
+            raise Refused(404, {"error": "not found"}) from None
+        if not provider.implements("route_webhook"):
+            raise Refused(404, {"error": "not found"})
+        limit = int(self.hub.config.max_webhook_bytes)
+        header_map = _headers(headers)
+        raw = _read(body, header_map.get("content-length", ""), limit)
+        if len(raw) > limit:
+            raise Refused(413, {"error": "body too large"})
+        request = build_request(method.upper(), path or WEBHOOK_PREFIX + provider_name, header_map, query, raw)
+        return app_webhooks.deliver(self.hub, provider_name, provider, request)
 
     def _verify_and_parse(self, ctx: ProviderContext, request: WebhookRequest) -> list[Any]:
         conn = ctx.record

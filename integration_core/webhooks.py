@@ -7,6 +7,9 @@ and reads the body from ``wsgi.input``.
 Routes (relative to wherever the app is mounted; ``PATH_INFO`` only):
 
 * ``POST /v1/webhooks/<provider>/<tenant_id>/<environment_id>`` → verify, parse, store and apply.
+* ``POST /v1/webhooks/<provider>`` → the provider-level endpoint (one URL for every account of an app):
+  verified with the provider-level secrets, routed to connections by the payload
+  (:mod:`integration_core.app_webhooks`).
 * ``GET /v1/oauth/callback?code=…&state=…`` → :meth:`Hub.complete_authorization`, a small HTML page.
 * ``GET /healthz`` → ``{"status": "ok"}`` when the database answers.
 
@@ -98,10 +101,11 @@ class Dispatcher:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         if path.startswith(WEBHOOK_PREFIX):
             parts = path[len(WEBHOOK_PREFIX) :].split("/")
-            if len(parts) != 3 or any(segment_error(p) for p in parts):
+            if len(parts) not in (1, 3) or any(segment_error(p) for p in parts):
                 raise Refused(404, {"error": "not found"})
+            tenant, env = (parts[1], parts[2]) if len(parts) == 3 else (None, None)  # 1: provider-level
             return self.hub.entry.handle(  # the body is read once the connection is known
-                parts[0], parts[1], parts[2], method=method, headers=_headers(environ),
+                parts[0], tenant, env, method=method, headers=_headers(environ),
                 query=str(environ.get("QUERY_STRING", "")), body=lambda limit: _read_body(environ, limit), path=path,
             )
         if path == CALLBACK_PATH:

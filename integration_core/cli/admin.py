@@ -34,9 +34,13 @@ def db_upgrade(revision: str) -> None:
 # --- providers --------------------------------------------------------------------------------------
 
 
-@main.command("providers")
-def providers_cmd() -> None:
-    """List installed providers (found through the ``integration_core.providers`` entry points)."""
+@main.group("providers", invoke_without_command=True)
+@click.pass_context
+def providers_cmd(ctx: click.Context) -> None:
+    """List installed providers (found through the ``integration_core.providers`` entry points); ``configure``
+    and ``show`` their provider-level settings."""
+    if ctx.invoked_subcommand is not None:
+        return
     plugins = Plugins()
     for name in plugins.provider_names():
         info = plugins.provider(name).provider_info()

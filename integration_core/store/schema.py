@@ -64,8 +64,40 @@ connections = sa.Table(
     sa.Column("last_success_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    # The remote account (a company id) a provider-level webhook names; set from the provider's account_key hook.
+    sa.Column("account_key", sa.String(200), nullable=True),
+    # Scheduled reconciliation: the provider's cursor after the last run, and when it ran.
+    sa.Column("reconcile_cursor", sa.Text, nullable=True),
+    sa.Column("reconciled_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("provider", "tenant_id", "environment_id"),
     sa.Index("ix_connections_tenant_env", "tenant_id", "environment_id"),  # submit_invoice's lookup
+    sa.Index("ix_connections_account", "provider", "account_key"),  # provider-level webhook routing
+)
+
+# Provider-level (app) settings and secrets, e.g. an app's client id and webhook verifier token; connections of
+# the provider fall back to them.
+provider_configs = sa.Table(
+    "provider_configs",
+    metadata,
+    sa.Column("provider", sa.String(100), primary_key=True),
+    sa.Column("settings", sa.JSON, nullable=False, default=dict),
+    sa.Column("secrets", sa.Text, nullable=True),  # Fernet token of a JSON object; never clear text
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+# Events of a provider-level webhook for a remote account no connection has: acknowledged, kept as ignored.
+unrouted_events = sa.Table(
+    "unrouted_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("account_key", sa.String(200), nullable=False),
+    sa.Column("dedupe_key", sa.String(300), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("deliveries", sa.Integer, nullable=False, default=1),
+    sa.Column("received_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("last_delivery_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.UniqueConstraint("provider", "dedupe_key", name="uq_unrouted_dedupe"),
 )
 
 entity_mappings = sa.Table(

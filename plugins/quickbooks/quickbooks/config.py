@@ -26,8 +26,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MINOR_VERSION = 75  # §2: versions below 75 are ignored and treated as 75
 
 FIELDS: tuple[SettingField, ...] = (
-    SettingField("client_id", "Client id of the Intuit app (developer portal → Keys and credentials)"),
-    SettingField("client_secret", "Client secret of that app", secret=True),
+    SettingField("client_id", "Client id of the Intuit app (developer portal → Keys and credentials); default: the "
+                 "provider-level value (providers configure quickbooks)", required=False),
+    SettingField("client_secret", "Client secret of that app; default: the provider-level value", secret=True,
+                 required=False),
     SettingField("environment", "production, sandbox, or the URL of a local QuickBooks emulator",
                  default="production"),
     SettingField("realm_id", "QuickBooks company id; learned at authorization, set only to pin one company",
@@ -38,8 +40,8 @@ FIELDS: tuple[SettingField, ...] = (
                  required=False),
     SettingField("tax_code", "TaxCodeRef for invoice lines: US companies NON (default) or TAX; other countries "
                  "the Id of a tax code (required there)", required=False),
-    SettingField("webhook_verifier_token", "Verifier token of the Intuit app's webhooks", secret=True,
-                 required=False),
+    SettingField("webhook_verifier_token", "Verifier token of the Intuit app's webhooks (for the per-connection "
+                 "route; default: the provider-level value)", secret=True, required=False),
     SettingField("use_local_invoice_numbers", "Send our invoice numbers as DocNumber (true) or let QuickBooks "
                  "number invoices", required=False),
     SettingField("rate_limit_per_minute", "Requests per minute for this company (QuickBooks: 500)", required=False),
@@ -53,6 +55,14 @@ FIELDS: tuple[SettingField, ...] = (
     SettingField("throttle_retry_after", "Seconds to wait after a 429 without Retry-After (10)", required=False),
 )
 SECRET_FIELDS = frozenset(f.name for f in FIELDS if f.secret)
+# The Intuit app's own keys (``integration-core providers configure quickbooks``): one app serves every company,
+# and Intuit posts every company's webhooks to one URL signed with the app's verifier token (QUICKBOOKS.md §7).
+APP_FIELDS: tuple[SettingField, ...] = (
+    SettingField("client_id", "Client id of the Intuit app", required=False),
+    SettingField("client_secret", "Client secret of the Intuit app", secret=True, required=False),
+    SettingField("webhook_verifier_token", "Verifier token of the app's webhooks (intuit-signature)", secret=True,
+                 required=False),
+)
 
 
 def version() -> str:
@@ -63,7 +73,8 @@ def version() -> str:
 
 
 def provider_info() -> ProviderInfo:
-    return ProviderInfo(name=PROVIDER_NAME, title="QuickBooks Online", version=version(), fields=FIELDS, oauth=True)
+    return ProviderInfo(name=PROVIDER_NAME, title="QuickBooks Online", version=version(), fields=FIELDS, oauth=True,
+                        app_fields=APP_FIELDS)
 
 
 @attrs.frozen
@@ -184,7 +195,7 @@ def normalize_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """The ``validate_settings`` hook: check a new or changed connection, trim text, normalize the environment."""
     settings = {k: v for k, v in values.items() if k not in SECRET_FIELDS}
     secrets = {k: v for k, v in values.items() if k in SECRET_FIELDS}
-    cfg = validate_settings(settings, secrets)
+    cfg = validate_settings(settings, secrets, need_credentials=False)  # the app's keys may be provider-level
     out = {k: (v.strip() if isinstance(v, str) and k not in SECRET_FIELDS else v) for k, v in values.items()}
     if "environment" in out:
         out["environment"] = cfg.environment

@@ -20,8 +20,10 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import attrs
+
 from integration_core.context import ProviderContext
-from integration_core.models import CustomerCreated, Event, Ignored, InvoicePaid, InvoiceVoided
+from integration_core.models import CustomerCreated, Event, Ignored, InvoicePaid, InvoiceVoided, Notice
 
 from .client import QBClient, QBOFault
 from .webhooks import Notification
@@ -63,6 +65,15 @@ def customer_event(realm_id: str, customer: dict[str, Any]) -> Event:
     email = (customer.get("PrimaryEmailAddr") or {}).get("Address")
     return CustomerCreated(f"qbo:{realm_id}:customer:{customer['Id']}:created", str(customer["Id"]),
                            str(customer.get("DisplayName") or customer["Id"]), str(email) if email else None)
+
+
+def notices_for(ctx: ProviderContext, notifications: list[Notification]) -> list[Event]:
+    """The notifications of this connection's company as thin notices (no request made); those of other
+    companies are ignored with a reason (a per-connection route posted another company's events)."""
+    realm = str(ctx.settings.get("realm_id") or "")
+    return [Notice(n.dedupe_key, attrs.asdict(n)) if n.realm_id == realm
+            else Ignored(n.dedupe_key, f"event for QuickBooks company {n.realm_id}, not this connection's")
+            for n in notifications]
 
 
 def events_for(ctx: ProviderContext, notifications: list[Notification]) -> list[Event]:

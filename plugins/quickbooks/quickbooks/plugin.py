@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from integration_core.errors import ConfigurationError, WebhookRejected
 from integration_core.hookspecs import hookimpl
@@ -24,7 +24,7 @@ from . import config, inbound, oauth, operations, payments, webhooks
 if TYPE_CHECKING:
     import click
 
-    from integration_core.context import ProviderContext
+    from integration_core.context import AppContext, ProviderContext
 
 
 @hookimpl
@@ -104,17 +104,49 @@ def find_payment(ctx: ProviderContext, payment: Payment, remote_invoice_id: str)
 
 
 @hookimpl
+def account_key(settings: dict[str, Any]) -> str | None:
+    """A connection's company: its ``realm_id`` (learned at authorization), as webhooks name it."""
+    realm = str(settings.get("realm_id") or "").strip()
+    return realm or None
+
+
+@hookimpl
 def verify_webhook(ctx: ProviderContext, request: WebhookRequest) -> bool:
     return webhooks.verify(ctx.secrets.get("webhook_verifier_token"), request)
 
 
 @hookimpl
-def parse_event(ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
-    """Until the core fetches thin events through the outbox, the entities are fetched here."""
+def verify_app_webhook(app: AppContext, request: WebhookRequest) -> bool:
+    """``POST /v1/webhooks/quickbooks``: signed with the app's verifier token (QUICKBOOKS.md §7)."""
+    return webhooks.verify(app.secrets.get("webhook_verifier_token"), request)
+
+
+@hookimpl
+def route_webhook(app: AppContext, request: WebhookRequest) -> list[str]:
+    """The companies (realm ids) a delivery names; the core finds their connections by ``account_key``."""
     notifications = webhooks.parse_notifications(request.body)
     if not notifications:
         raise WebhookRejected("QuickBooks webhook without events")
-    return inbound.events_for(ctx, notifications)
+    return list(dict.fromkeys(n.realm_id for n in notifications))
+
+
+@hookimpl
+def parse_event(ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
+    """Thin notices (stored first, fetched later by the outbox through ``fetch_events``)."""
+    notifications = webhooks.parse_notifications(request.body)
+    if not notifications:
+        raise WebhookRejected("QuickBooks webhook without events")
+    return inbound.notices_for(ctx, notifications)
+
+
+@hookimpl
+def fetch_events(ctx: ProviderContext, notices: list[dict[str, Any]]) -> list[Event]:
+    return inbound.events_for(ctx, [webhooks.Notification(**n) for n in notices])
+
+
+@hookimpl
+def changes_since(ctx: ProviderContext, cursor: str | None) -> tuple[list[Event], str | None]:
+    return inbound.changes_since(ctx, cursor)
 
 
 @hookimpl

@@ -1,8 +1,9 @@
 """QuickBooks webhooks and CDC reconciliation end to end: the emulator signs and delivers (classic and
 CloudEvents), the core's dispatcher verifies and applies through the plugin, over real HTTP.
 
-Until the core has provider-level endpoints, the app's webhook URL is the tenant's route
-``/v1/webhooks/quickbooks/<tenant>/<env>`` and the plugin fetches the thin events inside ``parse_event``.
+These use the per-connection route ``/v1/webhooks/quickbooks/<tenant>/<env>`` (with the connection's own copy of
+the verifier token); the provider-level route is in test_qbo_app_webhooks.py. Either way the thin notifications
+are stored first and fetched later by the outbox (``drain_until_idle``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def test_partial_payment_across_two_invoices_reaches_the_host_once(ic_hub, qbo_e
     for _ in range(2):  # at-least-once delivery: the same notification again
         again = qbo_emulator.webhooks.post(t.url, deliveries[0].body, VERIFIER_TOKEN)
         assert again.status == 200
+    drain_until_idle(ic_hub, 30, settings=FAST)
     payments = sorted((p["invoice_id"], Decimal(p["amount"])) for p in billing.payments())
     assert payments == sorted([(t.invoices[0].id, Decimal("60")), (t.invoices[1].id, Decimal("50"))])
     assert billing.invoice(t.invoices[0].id)["status"] == "partially_paid"
@@ -101,6 +103,7 @@ def test_tampered_body_and_wrong_token_are_refused(ic_hub, qbo_emulator, billing
     assert unsigned.status_code == 401
     assert billing.payments() == [] and len(inbox(ic_hub)) == before
     assert qbo_emulator.webhooks.post(t.url, body.encode(), VERIFIER_TOKEN).status == 200
+    drain_until_idle(ic_hub, 30, settings=FAST)
     assert len(billing.payments()) == 2
 
 
@@ -147,6 +150,7 @@ def test_missed_webhook_is_caught_by_cdc_reconciliation_and_the_late_one_is_harm
     # the late webhook carries the same dedupe keys: nothing is counted twice
     qbo_emulator.webhooks.apps[CLIENT_ID].pending.extend(held)
     assert [d.status for d in qbo_emulator.deliver_webhooks()] == [200]
+    drain_until_idle(ic_hub, 30, settings=FAST)
     assert len(billing.payments()) == 2
 
 
