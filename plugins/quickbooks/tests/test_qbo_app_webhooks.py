@@ -200,6 +200,7 @@ def test_a_failing_fetch_loses_nothing_and_is_retried_by_the_outbox(ic_hub, qbo_
 def test_cli_configures_provider_level_secrets_encrypted_and_rotated_with_the_keys(config: Config) -> None:
     env = {"IC_DATABASE_URL": config.database_url, "IC_KEY_FILE": config.key_file}
     runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
     refused = runner.invoke(main, ["providers", "configure", "quickbooks", "--set", "client_secret=x"], env=env)
     assert refused.exit_code != 0 and "secret" in refused.output
     unknown = runner.invoke(main, ["providers", "configure", "quickbooks", "--set", "nope=1", "--secrets-stdin"],

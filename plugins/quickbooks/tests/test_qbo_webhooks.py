@@ -161,6 +161,7 @@ def test_the_webhook_about_our_own_payment_records_nothing(ic_hub, qbo_emulator,
     drain_until_idle(ic_hub, 30, settings=FAST)
     deliveries = qbo_emulator.deliver_webhooks()  # QuickBooks announces the Payment we created
     assert deliveries and {d.status for d in deliveries} == {200}
+    drain_until_idle(ic_hub, 30, settings=FAST)  # the thin notices fetched
     assert [p["payment_key"] for p in billing.payments()] == [ours.id]
     assert billing.invoice(t.invoices[0].id)["status"] == "partially_paid"
     echoes = [e for e in inbox(ic_hub) if e.kind == "invoice_paid"]
