@@ -10,6 +10,7 @@ them. Secrets are encrypted with the connections' :class:`~integration_core.vaul
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +31,22 @@ log = logging.getLogger(__name__)
 class ProviderApps:
     """``hub.apps``: the provider-level configuration of each installed provider."""
 
+    CACHE_SECONDS = 5.0  # another process's ``configure`` is seen within this time; this process's at once
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self._cache: dict[str, tuple[float, dict[str, Any], dict[str, str]]] = {}
 
     def load(self, provider: str) -> tuple[dict[str, Any], dict[str, str]]:
         """The provider's settings and decrypted secrets (both empty when it was never configured)."""
+        cached = self._cache.get(provider)
+        if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
+            return dict(cached[1]), dict(cached[2])
         with self.hub.engine.connect() as db:
             row = db.execute(sa.select(provider_configs).where(provider_configs.c.provider == provider)).first()
-        if row is None:
-            return {}, {}
-        return dict(row.settings or {}), self.hub.keys.decrypt(row.secrets)
+        settings, secrets = ({}, {}) if row is None else (dict(row.settings or {}), self.hub.keys.decrypt(row.secrets))
+        self._cache[provider] = (time.monotonic(), settings, secrets)
+        return dict(settings), dict(secrets)
 
     def context(self, provider: str) -> AppContext:
         settings, secrets = self.load(provider)
@@ -80,6 +87,7 @@ class ProviderApps:
                 db.execute(provider_configs.update().where(provider_configs.c.provider == provider).values(**stored))
             changed = ", ".join(sorted({*values, *unset}))
             audit.record(db, "provider", provider, "configured", changed or None)
+        self._cache.pop(provider, None)
         return {"provider": provider, "settings": settings, "secrets": sorted(secrets)}
 
     def show(self, provider: str) -> dict[str, Any]:
