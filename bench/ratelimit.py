@@ -101,9 +101,13 @@ def _case(admin: Any, directory: Path, tenant: str, cold: bool, limit: int, wind
         for w in workers:  # both processes start ticking together, once both are ready
             assert w.stdout is not None and w.stdout.readline().strip() == "ready"
         start = time.time() + 0.5
+        for w in workers:
+            assert w.stdin is not None
+            w.stdin.write(f"{start}\n")
+            w.stdin.flush()
         done = 0
         for w in workers:
-            out, _ = w.communicate(f"{start}\n", timeout=seconds + 120)
+            out, _ = w.communicate(timeout=seconds + 120)
             if w.returncode != 0:
                 raise RuntimeError(f"a worker process exited with status {w.returncode}")
             done += json.loads(out.strip().splitlines()[-1])["done"]
