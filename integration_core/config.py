@@ -25,6 +25,8 @@ class Config:
     public_url: str = "http://127.0.0.1:8080"
     scheduler_interval: float = 2.0
     max_webhook_bytes: int = 1024 * 1024
+    # Seconds between reconciliations of a connection (the provider's changes_since); 0 turns them off.
+    reconcile_interval: float = 900.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -60,6 +62,7 @@ class Config:
         for var, field, kind in (
             ("IC_SCHEDULER_INTERVAL", "scheduler_interval", float),
             ("IC_MAX_WEBHOOK_BYTES", "max_webhook_bytes", int),
+            ("IC_RECONCILE_INTERVAL", "reconcile_interval", float),
         ):
             if env.get(var):
                 try:
@@ -76,4 +79,7 @@ class Config:
             value = values.get(field)
             if value is not None and (not isinstance(value, types) or value <= 0):  # type: ignore[operator]
                 raise ConfigurationError(f"{field} must be a positive number, got {value!r}")
+        interval = values.get("reconcile_interval")
+        if interval is not None and (not isinstance(interval, int | float) or interval < 0):
+            raise ConfigurationError(f"reconcile_interval must be 0 (off) or a positive number, got {interval!r}")
         return cls(**values)  # type: ignore[arg-type]

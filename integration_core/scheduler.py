@@ -22,6 +22,7 @@ from .config import Config
 from .errors import DatabaseFileChanged
 from .hub import Hub
 from .outbox import Outbound, OutboundSettings, TickStats, default_worker_id, pending_work
+from .reconcile import reconcile_due
 from .redact import RepeatedErrors
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class Worker:
                 next_run_time=dt.datetime.now(dt.UTC),
                 misfire_grace_time=None,
             )
+        reconcile_every = float(self.hub.config.reconcile_interval)
+        if reconcile_every > 0:  # each connection at most once per interval; checked every scheduler interval
+            self._scheduler.add_job(self._reconcile, "interval", args=(reconcile_every,), seconds=self.interval,
+                                    id="reconcile", max_instances=1, coalesce=True, misfire_grace_time=None)
         self._scheduler.start()
         log.info("outbound worker %s started (%d job(s), every %.1fs)", self.worker_id, len(self.outbounds),
                  self.interval)
@@ -87,6 +92,13 @@ class Worker:
         self._stopping.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=wait)
+
+    def _reconcile(self, interval: float) -> None:
+        """Reconcile the connections due (``reconcile.reconcile_due``); never raise into the scheduler."""
+        try:
+            reconcile_due(self.hub, interval)
+        except Exception:  # the database may be briefly unavailable: try again next interval
+            log.exception("reconciliation run failed")
 
     def _run(self, outbound: Outbound) -> None:
         """One scheduled run: tick while there is due work (bounded), never raise into the scheduler."""

@@ -13,6 +13,7 @@ import click
 from ..bootstrap import hub_from_env
 from ..models import SyncSettings
 from ..plugins import Plugins
+from ..reconcile import reconcile
 from ..validation import segment_error
 from .app import main
 
@@ -208,6 +209,15 @@ def connections_authorize_url(connection_id: str, redirect_uri: str | None) -> N
     hub = hub_from_env()
     redirect = redirect_uri or hub.config.public_url.rstrip("/") + "/v1/oauth/callback"
     click.echo(hub.start_authorization(connection_id, redirect))
+
+
+@connections.command("reconcile")
+@click.argument("connection_id")
+def connections_reconcile(connection_id: str) -> None:
+    """Ask the provider for every change since the last reconciliation and feed it through the inbox now."""
+    result = reconcile(hub_from_env(), connection_id)
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v and k != "events") or "nothing new"
+    click.echo(f"reconciled {connection_id}: {result.events} event(s) ({counts}); cursor {result.cursor}")
 
 
 @connections.command("check")

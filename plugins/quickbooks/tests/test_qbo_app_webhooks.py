@@ -10,11 +10,13 @@ provider-level values set with ``hub.apps.configure`` (what ``providers configur
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import requests
 import sqlalchemy as sa
@@ -28,7 +30,7 @@ from integration_core.config import Config
 from integration_core.hub import Hub
 from integration_core.models import Connection
 from integration_core.outbox import Outbound, OutboundSettings
-from integration_core.scheduler import drain_until_idle
+from integration_core.scheduler import Worker, drain_until_idle
 from integration_core.server import RunningServer, running
 from integration_core.store.schema import connections, inbox_events, outbox_tasks, provider_configs
 from integration_core.vault import generate_key, read_key_file, write_key_file
@@ -225,3 +227,40 @@ def test_cli_configures_provider_level_secrets_encrypted_and_rotated_with_the_ke
     assert rotated.rotate_secrets() == 1
     write_key_file(config.key_file, read_key_file(config.key_file)[:1])  # the old key dropped
     assert Hub(config).apps.context("quickbooks").secrets["client_secret"] == CLIENT_SECRET
+
+
+def test_a_missed_webhook_is_caught_by_scheduled_reconciliation_and_repeats_are_harmless(ic_hub, qbo_emulator,
+                                                                                         billing, server) -> None:
+    app = App(ic_hub, qbo_emulator, billing, server)
+    acme = app.tenants["acme"][0]
+    app.pay("acme")
+    held = list(qbo_emulator.webhooks.apps[CLIENT_ID].pending)
+    assert held
+    qbo_emulator.webhooks.drop_pending(CLIENT_ID)  # Intuit never delivers these
+    ic_hub.config = attrs.evolve(ic_hub.config, reconcile_interval=600.0)
+    worker = Worker(ic_hub, interval=0.2, settings=FAST).start()
+    try:
+        deadline = time.monotonic() + 30
+        while paid(billing) != app.expected("acme") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+    assert paid(billing) == app.expected("acme")
+    with ic_hub.engine.connect() as db:
+        cursor = db.execute(sa.select(connections.c.reconcile_cursor).where(connections.c.id == acme.id)).scalar()
+    assert cursor
+    # run again by hand (the CLI): the same changes again, stored as duplicates, recorded once
+    env = {"IC_DATABASE_URL": ic_hub.config.database_url, "IC_KEY_FILE": ic_hub.config.key_file}
+    again = CliRunner().invoke(main, ["connections", "reconcile", acme.id], env=env)
+    assert again.exit_code == 0, again.output
+    assert paid(billing) == app.expected("acme")
+    # the late webhook carries the same dedupe keys: fetched, and nothing is counted twice
+    qbo_emulator.webhooks.apps[CLIENT_ID].pending.extend(held)
+    assert {d.status for d in qbo_emulator.deliver_webhooks()} == {200}
+    drain_until_idle(ic_hub, 30, settings=FAST)
+    assert paid(billing) == app.expected("acme")
+    # a connection of a provider without changes_since is refused with a clear error
+    other = ic_hub.add_connection(tenant_id="acme", environment_id="prod", provider="ledger", name="L",
+                                  values={"account": "a", "api_key": "k", "webhook_secret": "whsec-long-enough"})
+    refused = CliRunner().invoke(main, ["connections", "reconcile", other.id], env=env)
+    assert refused.exit_code != 0 and "changes_since" in refused.output
