@@ -69,7 +69,14 @@ def run(hub: Any, billing: Any, checks: Any, environment: str, public_url: str, 
     forged = emulator.webhooks.post(hook_url, deliveries[0].body, "not-the-verifier-token") if deliveries else None
     checks.expect(forged is not None and forged.status == 401, "QuickBooks: a delivery signed with another token "
                   "is refused (401)")
-    status = [billing.invoice(i.id)["status"] for i in invoices]
+    def fetched() -> list[str] | None:  # thin webhook: the notice is stored, the outbox fetches the Payment
+        found = [billing.invoice(i.id)["status"] for i in invoices]
+        return found if "open" not in found else None
+
+    try:
+        status = wait_for(fetched, timeout, "the outbox to fetch the QuickBooks payment the webhook named")
+    except TimeoutError:
+        status = [billing.invoice(i.id)["status"] for i in invoices]
     checks.expect(status == ["partially_paid", "paid"], "QuickBooks: one payment across two invoices: the first "
                   "partially paid, the second paid", str(status))
     paid = [Decimal(p["amount"]) for p in billing.payments() if p["invoice_id"] in {i.id for i in invoices}]
