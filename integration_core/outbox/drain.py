@@ -30,14 +30,12 @@ from ..context import ProviderContext
 from ..errors import DatabaseFileChanged, PermanentError, TransientError
 from ..metrics import push_observed
 from ..models import Connection, ConnectionStatus, Invoice, RemoteInvoice, TaskStatus
-from ..notices import FETCH
 from ..plugins import ProviderHooks
 from ..ratelimit import Budget
 from ..redact import RepeatedErrors, safe_error
 from ..store.db import lock_rows
 from ..store.schema import connections, outbox_tasks, utcnow
 from .calls import NoRoom, Started, rate_limit_of, read_links
-from .fetch import FetchTasks
 from .finish import _LeaseLost, _StopBatch
 from .leases import LeaseClock
 from .payments import DependentTasks
@@ -50,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Outbound(FetchTasks, DependentTasks):
+class Outbound(DependentTasks):
     """One worker's drain loop. Safe to run in many processes on one PostgreSQL database."""
 
     def __init__(
@@ -327,10 +325,7 @@ class Outbound(FetchTasks, DependentTasks):
             return
         task = started.task
         stats.attempted += 1
-        if task.entity_type == FETCH:  # a thin notice to fetch: see .fetch
-            self._process_fetch(conn, ctx, provider, budget, task, stats)
-            return
-        if task.entity_type != mapping.INVOICE:  # a payment or a void: see .payments
+        if task.entity_type != mapping.INVOICE:  # a payment or a void (see .payments), a fetch (see .fetch)
             self._process_dependent(conn, ctx, provider, budget, task, stats)
             return
         try:

@@ -29,11 +29,13 @@ from .. import inbound, mapping
 from ..context import ProviderContext
 from ..errors import PermanentError, TransientError
 from ..models import Connection, Invoice, Payment, RemotePayment, TaskStatus
+from ..notices import FETCH
 from ..plugins import ProviderHooks
 from ..ratelimit import Budget
 from ..redact import safe_error
 from ..store.schema import connections, outbox_tasks, utcnow
-from .finish import TaskTransitions, _LeaseLost
+from .fetch import FetchTasks
+from .finish import _LeaseLost
 from .schedule import task_audit
 from .settings import TickStats
 
@@ -59,7 +61,7 @@ class _Parent:
     remote_id: str
 
 
-class DependentTasks(TaskTransitions):
+class DependentTasks(FetchTasks):
     """Payment and void tasks of one worker's drain (a part of :class:`~.drain.Outbound`)."""
 
     def _process_dependent(
@@ -71,6 +73,9 @@ class DependentTasks(TaskTransitions):
         task: Any,
         stats: TickStats,
     ) -> None:
+        if task.entity_type == FETCH:  # a thin notice to fetch: see .fetch
+            self._process_fetch(conn, ctx, provider, budget, task, stats)
+            return
         try:
             parent = self._parent(conn.id, task)
         except _Wait as wait:
