@@ -137,6 +137,14 @@ def granted_in(engine: sa.Engine, connection_id: str) -> int:
     return sum(c for _t, c in _load(raw)["log"])
 
 
+def usage(raw_state: str | None, seconds: float = 60.0, now: dt.datetime | None = None) -> tuple[int, int]:
+    """From a stored ``rate_state``: requests granted in the last ``seconds`` and live in-flight slots
+    (what an operator view shows)."""
+    state, at = _load(raw_state), _epoch(now)
+    recent = sum(count for when, count in state["log"] if when > at - seconds)
+    return recent, sum(1 for until in state["busy"].values() if until > at)
+
+
 def in_flight(engine: sa.Engine, connection_id: str, now: dt.datetime | None = None) -> list[str]:
     """Holders of live in-flight slots (diagnostics and tests)."""
     with engine.connect() as db:

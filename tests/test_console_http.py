@@ -152,6 +152,8 @@ def test_fix_and_retry_over_http(served: dict[str, Any]) -> None:
     assert done.status == "done" and done.remote_id
     page = s.get(base + f"/tasks/{task.id}", timeout=10)
     assert done.remote_id in page.text and 'id="retry"' not in page.text
+    # The connection's page shows the shared request log the push spent from (not a stale column).
+    assert "request(s) in the last minute" in s.get(base + f"/connections/{served['c1'].id}", timeout=10).text
     again = post(s, base, f"/tasks/{task.id}", f"/tasks/{task.id}/retry")
     assert again.status_code == 409 and "only failed, dead or paused" in again.text
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .. import ratelimit
 from ..models import EventStatus, TaskStatus
 from ..store.db import is_postgres
 from ..store.schema import audit_log, connections, entity_mappings, inbox_events, outbox_tasks
@@ -90,8 +91,11 @@ def overview(engine: sa.Engine, tenant: str | None, now: dt.datetime) -> list[di
             oldest = dt.datetime.fromisoformat(oldest).replace(tzinfo=dt.UTC)
         elif isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=dt.UTC)
+        recent, busy = ratelimit.usage(conn.rate_state, 60.0, now)
         rows.append({
             "connection": conn,
+            "rate_recent": recent,
+            "rate_busy": busy,
             "synced_hour": int(stats.synced_hour) if stats else 0,
             "synced_day": int(stats.synced_day) if stats else 0,
             "failed_hour": int(stats.failed_hour) if stats else 0,
