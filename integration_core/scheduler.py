@@ -95,10 +95,16 @@ class Worker:
 
     def _reconcile(self, interval: float) -> None:
         """Reconcile the connections due (``reconcile.reconcile_due``); never raise into the scheduler."""
+        if self._stopping.is_set():
+            return
         try:
             reconcile_due(self.hub, interval)
-        except Exception:  # the database may be briefly unavailable: try again next interval
-            log.exception("reconciliation run failed")
+        except DatabaseFileChanged as exc:  # as for the outbox: nothing this process writes would be kept
+            log.error("%s", exc)
+            self.fatal = exc
+            self._stopping.set()
+        except Exception as exc:  # the database may be briefly unavailable: try again next interval
+            self._errors.failed(exc)  # one traceback, then counts (the same failures as the outbox's)
 
     def _run(self, outbound: Outbound) -> None:
         """One scheduled run: tick while there is due work (bounded), never raise into the scheduler."""
