@@ -6,7 +6,8 @@ Some providers post every account's events to one URL of the app, signed with an
    it is not authentic (nothing stored);
 2. ``route_webhook(app, request)`` names the account keys the payload concerns (400 when malformed);
 3. the connections of those accounts are found by ``connections.account_key`` (set from the provider's
-   ``account_key`` hook whenever a connection's settings are written); ``parse_event(ctx, request)`` gives each
+   ``account_key`` hook whenever a connection's settings are written, and for connections without one when
+   the Hub starts and before an account is recorded as unrouted); ``parse_event(ctx, request)`` gives each
    connection its events (a thin provider returns notices, fetched later by the outbox);
 4. the events are stored and applied through the inbox, exactly as on the per-connection route;
 5. an account with no enabled connection is acknowledged and recorded in ``unrouted_events`` as ignored, with
@@ -91,7 +92,18 @@ def _parse(provider: ProviderHooks, ctx: ProviderContext, request: WebhookReques
 
 
 def _connections(hub: Hub, name: str, keys: list[str]) -> dict[str, list[Any]]:
-    """The enabled connections of each account key (several tenants may share one remote account)."""
+    """The enabled connections of each account key (several tenants may share one remote account).
+
+    A key no connection has is looked for once more after the connections of the provider without an account
+    key got theirs (``ProviderApps.backfill_account_keys``: created before keys were stored), so such a
+    connection's event is routed, not recorded as unrouted. Routed deliveries never pay for this."""
+    found = _find(hub, name, keys)
+    if any(key not in found for key in keys) and hub.apps.backfill_account_keys(name):
+        found = _find(hub, name, keys)
+    return found
+
+
+def _find(hub: Hub, name: str, keys: list[str]) -> dict[str, list[Any]]:
     if not keys:
         return {}
     c = connections.c

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from . import audit
 from .context import AppContext, Secrets
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnknownProviderError
 from .store.db import lock_rows
 from .store.schema import connections, provider_configs, utcnow
 
@@ -36,6 +36,7 @@ class ProviderApps:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._cache: dict[str, tuple[float, dict[str, Any], dict[str, str]]] = {}
+        self.keys_backfilled = 0  # account keys this process set (backfill_account_keys), for the CLI
 
     def load(self, provider: str) -> tuple[dict[str, Any], dict[str, str]]:
         """The provider's settings and decrypted secrets (both empty when it was never configured)."""
@@ -105,6 +106,60 @@ class ProviderApps:
             log.warning("account_key of %s raised %s", provider, exc.__class__.__name__)
             return None
         return str(key)[:200] if key else None
+
+    def backfill_account_keys(self, provider: str | None = None) -> int:
+        """Give every connection without an account key the key its provider's ``account_key`` hook computes
+        from its settings (connections created before the column existed, or written by a process of an older
+        version). Returns how many were set.
+
+        A plain read finds the candidates (the hook is pure Python, so a connection whose key is still unknown,
+        e.g. one waiting for its authorization, costs no lock); only rows that get a key are locked, re-read and
+        written, each key from the settings read under the lock and only while the row still has none, so
+        processes doing this at once, and a concurrent settings write, agree. Run when the Hub starts, by
+        provider-level routing before it records an event as unrouted, and by ``connections account-keys``."""
+        names = [provider] if provider is not None else self.hub.plugins.provider_names()
+        names = [n for n in names if self._has_account_key(n)]
+        if not names:
+            return 0
+        c = connections.c
+        missing = sa.select(c.id, c.provider, c.settings).where(c.provider.in_(names), c.account_key.is_(None))
+        with self.hub.engine.connect() as db:
+            rows = db.execute(missing.order_by(c.id)).fetchall()
+        ids = [r.id for r in rows if self.account_key(r.provider, r.settings or {})]
+        count = 0
+        for start in range(0, len(ids), 500):
+            with self.hub.engine.begin() as db:
+                chunk = db.execute(lock_rows(db, missing.where(c.id.in_(ids[start:start + 500])).order_by(c.id)))
+                for row in chunk.fetchall():
+                    key = self.account_key(row.provider, row.settings or {})
+                    if not key:
+                        continue
+                    db.execute(connections.update().where(c.id == row.id, c.account_key.is_(None))
+                               .values(account_key=key))
+                    audit.record(db, "connection", row.id, "account_key", f"account key {key} set from its settings",
+                                 connection_id=row.id)
+                    count += 1
+        if count:
+            log.info("account keys set for %d connection(s)", count)
+            self.keys_backfilled += count
+        return count
+
+    def without_account_key(self, provider: str | None = None) -> list[Any]:
+        """The connections of providers with provider-level webhooks that still have no account key (their
+        settings do not name the account yet, e.g. waiting for authorization): such webhooks cannot reach them."""
+        names = [provider] if provider is not None else self.hub.plugins.provider_names()
+        c = connections.c
+        query = (sa.select(c.id, c.provider, c.tenant_id, c.environment_id, c.status)
+                 .where(c.provider.in_([n for n in names if self._has_account_key(n)]), c.account_key.is_(None))
+                 .order_by(c.provider, c.tenant_id, c.environment_id))
+        with self.hub.engine.connect() as db:
+            return list(db.execute(query).fetchall())
+
+    def _has_account_key(self, provider: str) -> bool:
+        try:
+            return self.hub.provider(provider).implements("account_key")
+        except UnknownProviderError:  # an uninstalled provider's connections keep what they have
+            return False
 
 
 # --- every stored secret -------------------------------------------------------------------------------

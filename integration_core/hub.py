@@ -65,6 +65,8 @@ class Hub:
         if host is not None:
             self.plugins.set_host(host)
         self.entry = WebhookEntry(self)
+        if auto_upgrade:  # the schema is current: connections stored without an account key get theirs
+            self.apps.backfill_account_keys()
 
     # --- providers -------------------------------------------------------------------------------
 

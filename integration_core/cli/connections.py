@@ -226,3 +226,20 @@ def connections_check(connection_id: str) -> None:
     """Call the provider and report the account found (name, base currency)."""
     result = hub_from_env().check_connection(connection_id)
     click.echo(f"ok: {result.account_name} (base currency {result.base_currency})")
+
+
+@connections.command("account-keys")
+@click.option("--provider", help="Only this provider's connections.")
+def connections_account_keys(provider: str | None) -> None:
+    """Set the account key (the remote account a provider-level webhook names) of connections stored without
+    one, e.g. before the upgrade that added it; list those whose settings do not name their account yet.
+
+    Every start of a process (serve, worker, any command) does this too, and provider-level routing does it
+    before it records an event as unrouted: this command shows the result."""
+    hub = hub_from_env()
+    if provider is not None:
+        hub.provider_info(provider)  # an unknown provider lists the installed ones
+    hub.apps.backfill_account_keys(provider)
+    click.echo(f"account keys set: {hub.apps.keys_backfilled}")
+    for row in hub.apps.without_account_key(provider):
+        click.echo(f"no account key yet: {row.id}\t{row.provider}\t{row.tenant_id}/{row.environment_id}\t{row.status}")
