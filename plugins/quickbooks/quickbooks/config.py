@@ -38,6 +38,10 @@ FIELDS: tuple[SettingField, ...] = (
                  "service income account)", required=False),
     SettingField("item_name", "Name of the Service item invoice lines use; created when missing (Billing services)",
                  required=False),
+    SettingField("item_type", "Type of the items made for product codes: Service (default) or NonInventory",
+                 required=False),
+    SettingField("item_lookup", "How a product code finds an existing item: sku (its Sku, default) or name (its "
+                 "Name, the line's description)", required=False),
     SettingField("tax_code", "TaxCodeRef for invoice lines: US companies NON (default) or TAX; other countries "
                  "the Id of a tax code (required there)", required=False),
     SettingField("webhook_verifier_token", "Verifier token of the Intuit app's webhooks (for the per-connection "
@@ -85,6 +89,8 @@ class Settings:
     income_account_id: str
     item_name: str = "Billing services"
     tax_code: str = ""
+    item_type: str = "Service"
+    item_lookup: str = "sku"
     use_local_invoice_numbers: bool = True
     rate_limit_per_minute: int = 500
     rate_limit_concurrency: int = 10
@@ -166,6 +172,13 @@ def validate_settings(settings: Mapping[str, Any], secrets: Mapping[str, Any] | 
     item_name = text("item_name") or "Billing services"
     if ":" in item_name or len(item_name) > 100:
         problems.append("item_name must be at most 100 characters without a colon (QuickBooks' rule)")
+    item_type = {"service": "Service", "noninventory": "NonInventory", "non-inventory": "NonInventory"}.get(
+        text("item_type").lower() or "service")
+    if item_type is None:
+        problems.append(f"item_type must be Service or NonInventory, got {text('item_type')!r}")
+    item_lookup = text("item_lookup").lower() or "sku"
+    if item_lookup not in ("sku", "name"):
+        problems.append(f"item_lookup must be sku or name, got {text('item_lookup')!r}")
     if secrets is not None and need_credentials and not secrets.get("client_secret"):
         problems.append("client_secret is required")
     try:
@@ -188,7 +201,8 @@ def validate_settings(settings: Mapping[str, Any], secrets: Mapping[str, Any] | 
     if problems:
         raise ConfigurationError("QuickBooks connection settings: " + "; ".join(problems))
     return Settings(client_id=client_id, environment=environment, realm_id=realm_id, income_account_id=income,
-                    item_name=item_name, tax_code=text("tax_code"), **tunables)
+                    item_name=item_name, tax_code=text("tax_code"), item_type=item_type or "Service",
+                    item_lookup=item_lookup, **tunables)
 
 
 def normalize_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,11 +15,13 @@ from integration_core.context import ProviderContext
 from integration_core.errors import PermanentError
 from integration_core.models import ConnectResult, Customer, Invoice, RemoteInvoice
 
+from . import items
 from .client import QBClient, QBOFault, queryable, quote, request_id
 
 log = logging.getLogger(__name__)
 
 OBJECT_NOT_FOUND = "610"
+INVALID_REFERENCE = "2500"
 STALE_OBJECT = "5010"
 BUSINESS_VALIDATION = "6000"
 DUPLICATE_DOC_NUMBER = "6140"
@@ -67,6 +69,8 @@ def company_facts(client: QBClient, *, refresh: bool = False) -> dict[str, Any]:
         "home_currency": str((currency.get("HomeCurrency") or {}).get("value") or "USD").upper(),
         "multicurrency": bool(currency.get("MultiCurrencyEnabled")),
         "custom_txn_numbers": bool((prefs.get("SalesFormsPrefs") or {}).get("CustomTxnNumbers")),
+        # §4 Preferences: SalesFormsPrefs.AllowDiscount (an invoice discount line needs it)
+        "allow_discount": bool((prefs.get("SalesFormsPrefs") or {}).get("AllowDiscount")),
     }
     _cache_put(client, "facts", facts)
     return facts
@@ -292,13 +296,44 @@ def _check_currency(client: QBClient, invoice: Invoice, facts: dict[str, Any]) -
                              f"on in QuickBooks itself)", code="currency_not_enabled")
 
 
-def invoice_body(client: QBClient, invoice: Invoice, customer_id: str, facts: dict[str, Any]) -> dict[str, Any]:
-    _check_currency(client, invoice, facts)
-    item_id = billing_item(client)
-    tax_code, non_us = _tax_code(client, facts)
-    lines = [{"Amount": line.amount, "DetailType": "SalesItemLineDetail", "Description": line.description[:4000],
-              "SalesItemLineDetail": {"ItemRef": {"value": item_id}, "TaxCodeRef": {"value": tax_code}}}
+def _product_items(client: QBClient) -> dict[str, str]:
+    """The process cache of product code → item id for this company (the mapping table is the durable copy)."""
+    key = f"{CACHE_PREFIX}:{client.realm_id}:product-items"
+    cache = client.ctx.cache.get(key)
+    if not isinstance(cache, dict):
+        cache = client.ctx.cache[key] = {}
+    return cache
+
+
+def _lines(client: QBClient, invoice: Invoice, tax_code: str, facts: dict[str, Any], *,
+           refresh_items: bool = False) -> list[dict[str, Any]]:
+    """Sales lines (a product code's item, else the default item) and the invoice discount as one
+    ``DiscountLineDetail`` line of its amount (§4 Invoice: TotalAmt = lines + tax - discount)."""
+    cache = _product_items(client)
+    if refresh_items:
+        cache.clear()
+    lines = [items.sales_line(line, items.item_for(client, line, income_account, cache, refresh=refresh_items)
+                              if line.product_code
+                              else billing_item(client), tax_code)
              for line in invoice.lines]
+    if invoice.discount_percent is not None or invoice.discount_amount is not None:
+        off = invoice.totals().discount
+        if off:
+            if not facts.get("allow_discount"):
+                raise PermanentError(f"Invoice {invoice.number} has a discount but QuickBooks company "
+                                     f"{client.realm_id} does not allow discounts on sales forms; turn on "
+                                     f"Settings → Sales → Discount in QuickBooks, then retry",
+                                     code="discount_not_enabled")
+            lines.append({"Amount": off, "DetailType": "DiscountLineDetail",
+                          "DiscountLineDetail": {"PercentBased": False}})
+    return lines
+
+
+def invoice_body(client: QBClient, invoice: Invoice, customer_id: str, facts: dict[str, Any], *,
+                 refresh_items: bool = False) -> dict[str, Any]:
+    _check_currency(client, invoice, facts)
+    tax_code, non_us = _tax_code(client, facts)
+    lines = _lines(client, invoice, tax_code, facts, refresh_items=refresh_items)
     body: dict[str, Any] = {
         "CustomerRef": {"value": customer_id}, "Line": lines, "CurrencyRef": {"value": invoice.currency},
         "TxnDate": invoice.issue_date.isoformat(), "PrivateNote": reference_for(invoice.id),
@@ -327,6 +362,12 @@ def _currency_mismatch(exc: QBOFault) -> bool:
     return exc.code == BUSINESS_VALIDATION and "currency" in exc.detail.lower()
 
 
+def _stale_item(exc: QBOFault) -> bool:
+    """§2: an ItemRef to a missing item (2500 naming it), or a reference to something inactive (610, which does
+    not say what: the items are looked up again, which costs requests only in this failure)."""
+    return exc.code == OBJECT_NOT_FOUND or (exc.code == INVALID_REFERENCE and "ItemRef" in f"{exc.element} {exc}")
+
+
 def push_invoice(ctx: ProviderContext, invoice: Invoice, remote_contact_id: str) -> RemoteInvoice:
     client = QBClient(ctx)
     facts = company_facts(client)
@@ -334,8 +375,9 @@ def push_invoice(ctx: ProviderContext, invoice: Invoice, remote_contact_id: str)
     _check_currency(client, invoice, facts)
     if invoice.currency != facts["home_currency"]:
         customer_id = _customer_for_currency(client, invoice, customer_id)
+    refresh_items = False
     for attempt in (1, 2):
-        body = invoice_body(client, invoice, customer_id, facts)
+        body = invoice_body(client, invoice, customer_id, facts, refresh_items=refresh_items)
         # The same logical write always carries the same requestid (the exchange rate aside, which may move
         # between attempts): a retry after a lost answer is answered with the original invoice (§2).
         rid = request_id("invoice", invoice.id, body)
@@ -351,6 +393,10 @@ def push_invoice(ctx: ProviderContext, invoice: Invoice, remote_contact_id: str)
                 _cache_put(client, f"currency-customer:{remote_contact_id}:{invoice.currency}", None)
                 customer_id = _upsert(client, invoice.customer, invoice.currency)
                 _cache_put(client, f"currency-customer:{remote_contact_id}:{invoice.currency}", customer_id)
+                continue
+            if attempt == 1 and _stale_item(exc) and any(line.product_code for line in invoice.lines):
+                # a remembered item was deleted or made inactive in QuickBooks: look the products up again
+                refresh_items = True
                 continue
             raise
         break

@@ -219,5 +219,5 @@ class CompanyApi:
         return {"Id": "1", "domain": "QBO", "SyncToken": "0",
                 "CurrencyPrefs": {"MultiCurrencyEnabled": cfg.multicurrency,
                                   "HomeCurrency": {"value": cfg.home_currency}},
-                "SalesFormsPrefs": {"CustomTxnNumbers": cfg.custom_txn_numbers, "AllowDiscount": False},
+                "SalesFormsPrefs": {"CustomTxnNumbers": cfg.custom_txn_numbers, "AllowDiscount": cfg.allow_discount},
                 "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": cfg.country == "US" and cfg.ast}}

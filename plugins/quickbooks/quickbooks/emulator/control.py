@@ -38,6 +38,7 @@ def _config(emu: Emulator, body: dict[str, Any], params: dict[str, str]) -> Any:
         "duplicate_name_reports_id": (rules, "duplicate_name_reports_id", bool),
         "missing_exchange_rate_is_one": (rules, "missing_exchange_rate_is_one", bool),
         "cdc_max_objects": (rules, "cdc_max_objects", int),
+        "discount_needs_preference": (rules, "discount_needs_preference", bool),
     }
     for key, (target, attr, conv) in targets.items():
         if key in body:

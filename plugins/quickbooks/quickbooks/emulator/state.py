@@ -48,6 +48,8 @@ class Rules:
     # §7 CDC: look-back limit and object cap.
     cdc_lookback_days: int = 30
     cdc_max_objects: int = 1000
+    # §4 Invoice DiscountLineDetail: refused (6000) when SalesFormsPrefs.AllowDiscount is off? [U]
+    discount_needs_preference: bool = True
 
 
 @dataclass
@@ -61,6 +63,7 @@ class CompanyConfig:
     custom_txn_numbers: bool = True
     ast: bool = True  # US Automated Sales Tax (PartnerTaxEnabled)
     ast_rate: Decimal = Decimal("0.0825")  # a fixed test rate stands in for address-based AST (§9)
+    allow_discount: bool = False  # §4 Preferences SalesFormsPrefs.AllowDiscount (default off [U])
 
 
 @dataclass
@@ -358,18 +361,26 @@ class CompanyStore:
         lines: list[dict[str, Any]] = []
         subtotal = Decimal("0")
         tax = Decimal("0")
+        discounts: list[dict[str, Any]] = []
         for n, line in enumerate(lines_in, start=1):
+            if isinstance(line, dict) and line.get("DetailType") == "DiscountLineDetail":
+                discounts.append(line)
+                continue
             out, taxed = self._invoice_line(c, line, n, non_us, calc)
             lines.append(out)
             subtotal += out["Amount"]
             tax += taxed
+        discount_lines, off = self._discount(c, discounts, subtotal, len(lines))
+        if off and tax:  # §4 Invoice: the discount applies before tax; tax scaled on the discounted base
+            tax = tax * (subtotal - off) / subtotal if subtotal else tax
         tax = tax.quantize(CENT, ROUND_HALF_UP)
-        total = subtotal + tax if calc != "TaxInclusive" else subtotal
+        total = subtotal - off + tax if calc != "TaxInclusive" else subtotal - off
         doc = self._doc_number(c, body)
         txn_date = str(body.get("TxnDate") or self.today(c))
         data: dict[str, Any] = {
             "CustomerRef": {"value": customer["Id"], "name": customer["DisplayName"]},
-            "Line": [*lines, {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}],
+            "Line": [*lines, {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}},
+                     *discount_lines],
             "TxnDate": txn_date, "DueDate": str(body.get("DueDate") or txn_date),
             "CurrencyRef": {"value": cur_code}, "ExchangeRate": rate,
             "TotalAmt": total, "Balance": total, "HomeTotalAmt": (total * rate).quantize(CENT, ROUND_HALF_UP),
@@ -387,6 +398,38 @@ class CompanyStore:
         record = self._insert(c, "Invoice", data)
         customer["Balance"] = customer.get("Balance", Decimal("0")) + total
         return record
+
+    def _discount(self, c: Company, given: list[dict[str, Any]], subtotal: Decimal,
+                  count: int) -> tuple[list[dict[str, Any]], Decimal]:
+        """§4 Invoice: a ``DiscountLineDetail`` line (an amount, or ``PercentBased`` with ``DiscountPercent`` of
+        the subtotal); the answer lists it after the SubTotal line and TotalAmt = lines + tax - discount."""
+        if not given:
+            return [], Decimal("0")
+        if len(given) > 1:
+            raise E.business("Only one discount line is allowed on a transaction")  # [U text]
+        if not c.config.allow_discount and self.rules.discount_needs_preference:
+            raise E.business("Discounts are turned off for this company (SalesFormsPrefs.AllowDiscount)")  # [U]
+        line = given[0]
+        self._unknown(line, {"Id", "LineNum", "Description", "Amount", "DetailType", "DiscountLineDetail"},
+                      "com.intuit.schema.finance.v3.Line")
+        detail = line.get("DiscountLineDetail") or {}
+        self._unknown(detail, {"PercentBased", "DiscountPercent", "DiscountAccountRef"},
+                      "com.intuit.schema.finance.v3.DiscountLineDetail")
+        if detail.get("PercentBased") is True:
+            percent = Decimal(str(detail.get("DiscountPercent") or 0))
+            amount = (subtotal * percent / 100).quantize(CENT, ROUND_HALF_UP)
+        else:
+            if "Amount" not in line:
+                raise E.validation(E.REQUIRED_PARAM_MISSING, "Required parameter Line.Amount is missing in the "
+                                   "request", "Line.Amount")
+            amount = money(line["Amount"], "Line.Amount")
+        if amount < 0 or amount > subtotal:
+            raise E.business("The discount must be between zero and the subtotal")  # [U text]
+        out_detail: dict[str, Any] = {"PercentBased": detail.get("PercentBased") is True}
+        if out_detail["PercentBased"]:
+            out_detail["DiscountPercent"] = Decimal(str(detail.get("DiscountPercent") or 0))
+        return ([{"Id": str(count + 1), "LineNum": count + 1, "Amount": amount, "DetailType": "DiscountLineDetail",
+                  "DiscountLineDetail": out_detail}], amount)
 
     def _txn_currency(self, c: Company, customer: dict[str, Any], ref: Any) -> str:
         """§5: the transaction currency defaults to the customer's and must equal it."""
