@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -58,20 +59,20 @@ def deliver(hub: Hub, name: str, provider: ProviderHooks, request: WebhookReques
     except Exception as exc:
         log.info("provider-level webhook for %s rejected by route_webhook (%s)", name, exc.__class__.__name__)
         return 400, {"error": "malformed webhook"}, []
-    by_key = _connections(hub, name, keys)
+    by_key = connections_of(hub, name, keys)
     parsed: list[tuple[ProviderContext, list[Event]]] = []
     for key in keys:
         for row in by_key.get(key, []):
             ctx = hub.context_from_row(row)
             try:
-                parsed.append((ctx, _parse(provider, ctx, request)))
+                parsed.append((ctx, parse_for(provider, ctx, request)))
             except Exception as exc:
                 log.info("provider-level webhook for %s: parse_event for connection %s failed (%s)", name,
                          row.id, exc.__class__.__name__)
                 return 400, {"error": "malformed webhook"}, []
     try:
         outcomes = [o for ctx, events in parsed for o in inbound.apply(hub, ctx.record, events)]
-        unrouted = [_unrouted(hub, name, key, request.body) for key in keys if key not in by_key]
+        unrouted = [_unrouted(hub, name, key, request) for key in keys if key not in by_key]
     except Exception as exc:
         log_internal(log, f"provider-level webhook for {name}", exc)
         return 500, {"error": "internal error"}, []
@@ -81,7 +82,7 @@ def deliver(hub: Hub, name: str, provider: ProviderHooks, request: WebhookReques
     return 200, {"status": "ok", **summary}, []
 
 
-def _parse(provider: ProviderHooks, ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
+def parse_for(provider: ProviderHooks, ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
     parsed = provider.parse_event(ctx=ctx, request=request)
     if parsed is None or isinstance(parsed, str | bytes | dict):
         raise WebhookRejected("parse_event must return a list of events")
@@ -91,7 +92,7 @@ def _parse(provider: ProviderHooks, ctx: ProviderContext, request: WebhookReques
     return events
 
 
-def _connections(hub: Hub, name: str, keys: list[str]) -> dict[str, list[Any]]:
+def connections_of(hub: Hub, name: str, keys: list[str]) -> dict[str, list[Any]]:
     """The enabled connections of each account key (several tenants may share one remote account).
 
     A key no connection has is looked for once more after the connections of the provider without an account
@@ -119,25 +120,40 @@ def _find(hub: Hub, name: str, keys: list[str]) -> dict[str, list[Any]]:
     return out
 
 
-def _unrouted(hub: Hub, name: str, key: str, body: bytes) -> int:
-    """Record a delivery for an account no enabled connection has (once per body; redeliveries counted)."""
-    dedupe = f"{key}:{hashlib.sha256(body).hexdigest()}"
+def _unrouted(hub: Hub, name: str, key: str, request: WebhookRequest) -> int:
+    """Record a delivery for an account no enabled connection has (once per body; redeliveries counted), with
+    the request, so that it can be replayed (``unrouted.replay``) once the account's connection exists."""
+    dedupe = f"{key}:{hashlib.sha256(request.body).hexdigest()}"
     reason = f"no enabled {name} connection for account {key}"
     now = utcnow()
     u = unrouted_events.c
+    kept = stored_request(request)
     try:
         with hub.engine.begin() as db:
             event_id = db.execute(unrouted_events.insert().values(
                 provider=name, account_key=key[:200], dedupe_key=dedupe, reason=reason, deliveries=1,
-                received_at=now, last_delivery_at=now,
+                received_at=now, last_delivery_at=now, body=request.body, request=kept,
             )).inserted_primary_key[0]  # type: ignore[index]
             audit.record(db, "event", f"unrouted:{event_id}", "ignored", reason)
         return int(event_id)
     except sa.exc.IntegrityError:
         with hub.engine.begin() as db:
-            db.execute(unrouted_events.update().where(u.provider == name, u.dedupe_key == dedupe)
-                       .values(deliveries=u.deliveries + 1, last_delivery_at=now))
-            return int(db.execute(sa.select(u.id).where(u.provider == name, u.dedupe_key == dedupe)).scalar_one())
+            row = db.execute(sa.select(u.id, u.request).where(u.provider == name, u.dedupe_key == dedupe)).one()
+            values: dict[str, Any] = {"deliveries": u.deliveries + 1, "last_delivery_at": now}
+            if row.request is None:  # recorded by an older version: this redelivery makes it replayable
+                values.update(body=request.body, request=kept)
+            db.execute(unrouted_events.update().where(u.id == row.id).values(**values))
+            return int(row.id)
+
+
+_CREDENTIAL_HEADER = re.compile(r"(?i)authorization|cookie|token|secret|password|api[-_]?key|credential")
+
+
+def stored_request(request: WebhookRequest) -> dict[str, Any]:
+    """What is kept of a request besides its body: method, path, query and the headers, without any header
+    that may carry a credential (a replay is not verified again: the delivery was verified when it came)."""
+    return {"method": request.method, "path": request.path, "query": {k: list(v) for k, v in request.query.items()},
+            "headers": {k: v for k, v in request.headers.items() if not _CREDENTIAL_HEADER.search(k)}}
 
 
 def list_unrouted(hub: Hub, provider: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

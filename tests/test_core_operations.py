@@ -145,7 +145,7 @@ def test_concurrent_upgrades_on_one_database(database_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert current_revision(create_engine_for(database_url)) == "0008"
+    assert current_revision(create_engine_for(database_url)) == "0009"
 
 
 def test_a_running_hub_writes_under_the_new_first_key_after_a_rotation(config: Config) -> None:

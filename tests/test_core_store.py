@@ -28,7 +28,7 @@ def add(hub: Hub, tenant: str = "t1", env: str = "prod", account: str = "acct", 
 
 
 def test_migrations_create_exactly_the_declared_schema(hub: Hub) -> None:
-    assert current_revision(hub.engine) == "0008"
+    assert current_revision(hub.engine) == "0009"
     with hub.engine.connect() as db:
         assert compare_metadata(MigrationContext.configure(db), metadata) == []
 
@@ -221,7 +221,7 @@ def test_upgrade_from_the_first_revision_keeps_data(database_url: str) -> None:
             "('c1', 't', 'e', 'ledger', 'n', '{}', 'active', true, true, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
         ))
     upgrade(engine)
-    assert current_revision(engine) == "0008"
+    assert current_revision(engine) == "0009"
     with engine.connect() as db:
         assert db.execute(sa.text("SELECT count(*) FROM connections")).scalar() == 1
         assert compare_metadata(MigrationContext.configure(db), metadata) == []

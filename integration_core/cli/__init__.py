@@ -5,6 +5,7 @@
 * :mod:`.connections`: ``connections ...``;
 * :mod:`.outbox`: ``tasks``, ``status``, ``worker``, ``invoices backfill``;
 * :mod:`.inbox`: ``events``, ``connections webhook-url``, ``serve``;
+* :mod:`.unrouted`: ``events unrouted ...``;
 * :mod:`integration_core.console.cli`: ``console operator ...``.
 """
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 from ..console import cli as console_cli
 from ..plugins import Plugins
-from . import admin, connections, inbox, outbox, providers
+from . import admin, connections, inbox, outbox, providers, unrouted
 from .app import main
 
-__all__ = ["admin", "connections", "console_cli", "inbox", "main", "outbox", "providers"]
+__all__ = ["admin", "connections", "console_cli", "inbox", "main", "outbox", "providers", "unrouted"]
 
 Plugins().register_commands(main)

@@ -97,7 +97,13 @@ unrouted_events = sa.Table(
     sa.Column("deliveries", sa.Integer, nullable=False, default=1),
     sa.Column("received_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("last_delivery_at", UTCDateTime, nullable=False, default=utcnow),
+    # The request as received (credential-like headers left out), to replay once the account's connection
+    # exists (``events unrouted replay``); NULL for rows of older versions. When it was last replayed.
+    sa.Column("body", sa.LargeBinary, nullable=True),
+    sa.Column("request", sa.JSON, nullable=True),
+    sa.Column("replayed_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("provider", "dedupe_key", name="uq_unrouted_dedupe"),
+    sa.Index("ix_unrouted_events_received_at", "received_at"),  # listing --since, purge --older-than
 )
 
 entity_mappings = sa.Table(
