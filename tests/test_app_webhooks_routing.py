@@ -10,6 +10,7 @@ unrouted. The test provider ``relay`` (``tests/providers/relay.py``) posts every
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -151,3 +152,35 @@ def test_a_starting_hub_backfills_and_the_cli_reports(config: Config, host: Reco
     assert lines[1:] == [f"no account key yet: {legacy[2]}\trelay\ttenant2/prod\tactive"]
     out = CliRunner().invoke(main, ["connections", "account-keys", "--provider", "nosuch"], env=cli_env(config))
     assert out.exit_code == 1 and "nosuch" in out.output
+
+
+def test_processes_backfilling_at_once_set_each_key_once(config: Config, legacy: list[str]) -> None:
+    """Four Hubs (engines of their own, as processes have) backfill together: every key is written once."""
+    hubs = [Hub(config, auto_upgrade=False) for _ in range(4)]
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(hub: Hub) -> None:
+        try:
+            counts.append(hub.apps.backfill_account_keys())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(h,)) for h in hubs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for h in hubs:
+            h.engine.dispose()
+    assert errors == [] and len(counts) == 4 and sum(counts) == 2
+    hub = Hub(config, auto_upgrade=False)
+    try:
+        assert account_keys(hub) == {legacy[0]: "acct-1", legacy[1]: "acct-2", legacy[2]: None}
+        with hub.engine.connect() as db:
+            written = db.execute(sa.select(sa.func.count()).where(audit_log.c.action == "account_key")).scalar()
+        assert written == 2
+    finally:
+        hub.engine.dispose()
