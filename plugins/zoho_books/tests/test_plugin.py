@@ -40,7 +40,7 @@ def test_rate_limit_default_and_override() -> None:
     assert plugin.rate_limit(ctx(**BASE, rate_limit_per_minute="50", rate_limit_concurrency=5)) == RateLimit(
         50, 60, 5, **declared
     )
-    assert plugin.CALL_COSTS == {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1}
+    assert plugin.CALL_COSTS == {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1, "changes_since": 2}
 
 
 @pytest.mark.parametrize(("value", "accounts", "api"), [

@@ -19,7 +19,7 @@ from integration_core.models import (
     WebhookRequest,
 )
 
-from . import config, oauth, operations, payments, webhooks
+from . import config, oauth, operations, payments, reconcile, webhooks
 
 if TYPE_CHECKING:
     import click
@@ -47,9 +47,11 @@ def rate_limit(ctx: ProviderContext) -> RateLimit:
 
 
 # Requests per hook call in the usual case: a contact is searched by e-mail and created when missing; an
-# invoice is one POST (its first foreign-currency invoice also reads the currency list, cached after).
-# The client reports every request (ctx.note_request), so a call that needs more is still counted.
-CALL_COSTS = {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1}
+# invoice is one POST (its first foreign-currency invoice also reads the currency list, cached after); a
+# reconciliation run reads the changed invoices and the new customers (one page each) plus the payments of
+# each newly paid invoice. The client reports every request (ctx.note_request), so a call that needs more is
+# still counted.
+CALL_COSTS = {"find_invoice": 1, "upsert_contact": 2, "push_invoice": 1, "changes_since": 2}
 
 
 @hookimpl
@@ -115,6 +117,11 @@ def verify_webhook(ctx: ProviderContext, request: WebhookRequest) -> bool:
 @hookimpl
 def parse_event(ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
     return webhooks.parse(request, str(ctx.settings.get("organization_id") or "") or None)
+
+
+@hookimpl
+def changes_since(ctx: ProviderContext, cursor: str | None) -> tuple[list[Event], str | None]:
+    return reconcile.changes_since(ctx, cursor)
 
 
 @hookimpl

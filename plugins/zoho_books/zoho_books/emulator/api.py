@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import payments
+from . import changes, payments
 from .errors import METHOD_NOT_ALLOWED, ORG_NOT_ASSOCIATED, ORG_REQUIRED, ZohoError, invalid, mandatory
 from .httpio import Request, Response
 from .limits import RateLimiter
@@ -281,9 +281,9 @@ class BooksApi:
 
     # ----------------------------------------------------------------- contacts
     def list_contacts(self, req: Request, org_id: str, params: dict[str, str]) -> Response:
-        rows = self.state.list_contacts(org_id, req.query)
-        page, ctx = _paged(rows, req.query, {"applied_filter": "Status.All", "sort_column": "contact_name",
-                                             "sort_order": "A"})
+        rows, order = changes.sort_contacts(self.state.org(org_id), self.state.list_contacts(org_id, req.query),
+                                            req.query)
+        page, ctx = _paged(rows, req.query, {"applied_filter": "Status.All", **order})
         return self._ok("contacts", page, page_context=ctx)
 
     def create_contact(self, req: Request, org_id: str, params: dict[str, str]) -> Response:

@@ -4,7 +4,8 @@ Sources: customer-payments.yml (``GET /customerpayments`` with ``reference_numbe
 ``_startswith`` / ``_contains`` variants, ``DELETE /customerpayments/{payment_id}``,
 ``POST /customerpayments/{customer_payment_id}/refunds``, the payment record with ``amount_refunded``),
 invoices.yml (an invoice's ``payments``: ``payment_id``, ``payment_number``, ``invoice_payment_id``,
-``payment_mode``, ``amount``, ``date``, ``reference_number``).
+``payment_mode``, ``amount``, ``date``, ``reference_number``), also answered by
+``GET /invoices/{invoice_id}/payments`` (invoices.yml list_invoice_payments: the same rows with ``invoice_id``).
 
 Simplifications (uncertain against the real service, kept simple on purpose): a refund here takes the
 refunded amount off the payment's application to its (first) invoice, so that invoice's balance grows
@@ -52,7 +53,7 @@ def _unapply(state: BooksState, org_id: str, payment: dict[str, Any], amount: De
         remaining = [p for p in org.payments.values() if p is not payment
                      and any(r["invoice_id"] == inv["invoice_id"] for r in p["invoices"])]
         inv["last_payment_date"] = max((p["date"] for p in remaining), default="")
-        inv["last_modified_time"] = now_stamp()
+        inv["last_modified_time"] = now_stamp(org.time_offset)
         row["amount_applied"] -= take
         if customer is not None:
             customer["outstanding_receivable_amount"] += take
@@ -88,7 +89,7 @@ def refund_payment(state: BooksState, org_id: str, payment_id: str, data: dict[s
             raise invalid("amount", "The refund amount exceeds the amount that can be refunded.")
         _unapply(state, org_id, payment, amount)
         payment["amount_refunded"] += amount
-        payment["last_modified_time"] = now_stamp()
+        payment["last_modified_time"] = now_stamp(org.time_offset)
         refund = {
             "payment_refund_id": state.new_id(), "payment_id": payment["payment_id"], "amount": amount,
             "date": str(data.get("date") or payment["date"]), "refund_mode": str(data.get("refund_mode") or ""),
@@ -140,6 +141,13 @@ def register_routes(api: Any) -> None:
             api.on_payment(org_id, "refunded", state.payment(org_id, params["payment_id"]))
         return api._ok("payment_refund", refund, "The refund information for this payment has been saved.", 201)
 
+    def invoice_payments_route(req: Request, org_id: str, params: dict[str, str]) -> Response:
+        state.invoice(org_id, params["invoice_id"])  # 1002 "Invoice does not exist." for an unknown id
+        rows = [dict(row, invoice_id=params["invoice_id"]) for row in invoice_payments(state, org_id,
+                                                                                      params["invoice_id"])]
+        return api._ok("payments", rows)
+
+    api._route("GET", "/invoices/{invoice_id}/payments", invoice_payments_route, "invoices", "READ")
     api._route("GET", "/customerpayments", list_route, "customerpayments", "READ")
     api._route("DELETE", "/customerpayments/{payment_id}", delete_route, "customerpayments", "DELETE")
     api._route("POST", "/customerpayments/{payment_id}/refunds", refund_route, "customerpayments", "CREATE")

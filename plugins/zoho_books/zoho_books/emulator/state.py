@@ -12,11 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from . import editions
+from . import changes, editions
 from .catalog import CatalogMixin
 from .errors import (
     ALREADY_EXISTS,
@@ -83,9 +83,9 @@ def _parse_date(value: Any, fieldname: str) -> str:
         raise invalid(fieldname, "Use the format yyyy-mm-dd.") from None
 
 
-def now_stamp() -> str:
-    """Timestamp in Zoho's `2013-11-18T02:17:40-0800` style."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
+def now_stamp(offset: str = "+0000") -> str:
+    """Timestamp in Zoho's `2013-11-18T02:17:40-0800` style, in the organization's offset (emulator/changes.py)."""
+    return changes.now_stamp(offset)
 
 
 @dataclass
@@ -117,6 +117,13 @@ class Organization:
     taxes_list_groups: bool = True
     # The code of "invoice number already in use" is undocumented (ZOHO_BOOKS.md): 1001 unless set.
     duplicate_number_code: int = ALREADY_EXISTS
+    # Times and list behaviours reconciliation relies on (emulator/changes.py gives the sources): the
+    # organization's time zone offset, how GET /invoices applies last_modified_time, whether GET /contacts
+    # honours sort_order.
+    time_offset: str = "+0000"
+    modified_filter: str = "after"
+    modified_filter_zone: str = "given"
+    list_sort_order: str = "honour"
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     taxes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tax_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -132,7 +139,8 @@ class Organization:
 
 ORG_SETTINGS = ("edition", "state_code", "country", "off_edition_fields", "invoice_currency_mismatch",
                 "require_gstin_for_business_gst", "india_supply_tax_check", "taxes_list_groups",
-                "duplicate_number_code")
+                "duplicate_number_code", "time_offset", "modified_filter", "modified_filter_zone",
+                "list_sort_order")
 
 
 class BooksState(CatalogMixin):
@@ -198,6 +206,7 @@ class BooksState(CatalogMixin):
             raise ValueError("off_edition_fields is 'ignore' or 'refuse'")
         if settings.get("invoice_currency_mismatch", "refuse") not in ("refuse", "contact"):
             raise ValueError("invoice_currency_mismatch is 'refuse' or 'contact'")
+        changes.check_settings(settings)
         with self.lock:
             org = self.org(org_id)
             for key, value in settings.items():
@@ -252,7 +261,7 @@ class BooksState(CatalogMixin):
             if data.get("currency_id") not in (None, ""):
                 # a contact has one currency, chosen when it is created (ZOHO_BOOKS.md "One currency per contact")
                 currency = org.currencies.get(as_id(data["currency_id"])) or _raise(not_found("Currency"))
-            stamp = now_stamp()
+            stamp = now_stamp(org.time_offset)
             contact: dict[str, Any] = {
                 "contact_id": self.new_id(),
                 "contact_name": name,
@@ -304,7 +313,7 @@ class BooksState(CatalogMixin):
             self._apply_contact(org, updated, data)  # validates everything before anything is stored
             if "contact_name" in data:
                 updated["contact_name"] = contact_name
-            updated["last_modified_time"] = now_stamp()
+            updated["last_modified_time"] = now_stamp(org.time_offset)
             contact.clear()
             contact.update(updated)
             return copy.deepcopy(contact)
@@ -490,7 +499,7 @@ class BooksState(CatalogMixin):
             adjustment = rounded(money(data.get("adjustment") or 0, "adjustment"), places)
             shipping = rounded(money(data.get("shipping_charge") or 0, "shipping_charge"), places)
             total = sums.total + adjustment + shipping
-            stamp = now_stamp()
+            stamp = now_stamp(org.time_offset)
             invoice = {
                 "invoice_id": self.new_id(),
                 "invoice_number": number,
@@ -651,7 +660,7 @@ class BooksState(CatalogMixin):
         status = filters.get("status") or filters.get("filter_by", "").removeprefix("Status.").lower()
         if status and status != "all":
             rows = [r for r in rows if r["status"] == status]
-        return rows
+        return changes.modified_since(self.org(org_id), rows, filters.get("last_modified_time"))
 
     def mark_sent(self, org_id: str, invoice_id: str) -> dict[str, Any]:
         with self.lock:
@@ -660,7 +669,7 @@ class BooksState(CatalogMixin):
                 raise invalid("status", "A voided invoice cannot be marked as sent.")
             if inv["status"] == "draft":
                 inv["status"] = "sent"
-                inv["last_modified_time"] = now_stamp()
+                inv["last_modified_time"] = now_stamp(self.org(org_id).time_offset)
             return copy.deepcopy(inv)
 
     def mark_void(self, org_id: str, invoice_id: str) -> dict[str, Any]:
@@ -673,7 +682,7 @@ class BooksState(CatalogMixin):
                 org.contacts[inv["customer_id"]]["outstanding_receivable_amount"] -= inv["balance"]
                 inv["status"] = "void"
                 inv["balance"] = Decimal(0)
-                inv["last_modified_time"] = now_stamp()
+                inv["last_modified_time"] = now_stamp(org.time_offset)
             return copy.deepcopy(inv)
 
     # ----------------------------------------------------------------- payments
@@ -714,7 +723,7 @@ class BooksState(CatalogMixin):
             if sum((a for _, a in plan), Decimal(0)) > amount:
                 raise invalid("amount", "The total amount applied exceeds the payment amount.")
             rows = []
-            stamp = now_stamp()
+            stamp = now_stamp(org.time_offset)
             for inv, applied in plan:
                 inv["payment_made"] += applied
                 inv["balance"] -= applied
