@@ -1,0 +1,142 @@
+"""Zoho Books reconciliation end to end, over real HTTP: webhooks the emulator never delivered (a payment, a
+void, a new customer) are caught by ``integration-core connections reconcile`` and by the Worker's scheduled
+reconciliation, reach the reference host once, and the late webhooks are harmless duplicates."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import requests
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from integration_core.cli import main
+from integration_core.hub import Hub
+from integration_core.models import Connection, Invoice
+from integration_core.outbox import find_task
+from integration_core.reconcile import reconcile
+from integration_core.scheduler import Worker, drain_until_idle
+from integration_core.server import RunningServer, running
+from integration_core.store.schema import connections
+from integration_core.webhooks import webhook_path
+from reference_host import ReferenceHost
+from tests.workers.helpers import FAST
+from tests.workers.zoho import WEBHOOK_SECRET, zoho_connection
+
+pytest.importorskip("zoho_books")
+from zoho_books.emulator import SIGNATURE_HEADER, sign
+
+
+class World:
+    def __init__(self, hub: Hub, emulator: Any, host: ReferenceHost, conn: Connection, org: str,
+                 srv: RunningServer) -> None:
+        self.hub, self.emulator, self.host, self.conn, self.org, self.srv = hub, emulator, host, conn, org, srv
+        self.url = srv.url + webhook_path("zoho_books", "t1", "prod")
+        self.host_file = Path()
+
+    def invoice(self, total: str = "100.00") -> tuple[Invoice, str]:
+        """A host invoice pushed to Zoho: (invoice, remote invoice id)."""
+        customer = self.host.add_customer("t1", "prod", "Ada Lovelace", "ada@example.com")
+        inv = self.host.add_invoice("t1", "prod", customer.id, [("Plan", total)])
+        self.hub.submit_invoice("t1", "prod", inv)
+        drain_until_idle(self.hub, 30, settings=FAST)
+        task = find_task(self.hub, self.conn.id, inv.id)
+        assert task is not None and task.remote_id
+        return inv, task.remote_id
+
+    def post(self, module: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The webhook Zoho would have sent, delivered late."""
+        body = json.dumps({module: record}).encode()
+        headers = {SIGNATURE_HEADER: sign(WEBHOOK_SECRET, body, {}), "Content-Type": "application/json"}
+        answer = requests.post(self.url, data=body, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def requests_made(self) -> int:
+        return sum(self.emulator.request_counts(self.org).values())
+
+    def cursor(self) -> str | None:
+        with self.hub.engine.connect() as db:
+            return db.execute(sa.select(connections.c.reconcile_cursor)
+                              .where(connections.c.id == self.conn.id)).scalar()
+
+
+@pytest.fixture
+def world(hub: Hub, zoho_emulator_factory: Any, tmp_path: Path) -> Iterator[World]:
+    # The organization writes its times at UTC-8, as Zoho's examples do; no webhook subscription: every
+    # change below is a webhook Zoho did not deliver.
+    emulator = zoho_emulator_factory(retry_after=0, org_defaults={"time_offset": "-0800"})
+    host = ReferenceHost(tmp_path / "billing.sqlite3")
+    hub.plugins.set_host(host)
+    conn, org = zoho_connection(hub, emulator)
+    with running(hub, console=False) as srv:
+        w = World(hub, emulator, host, conn, org, srv)
+        w.host_file = tmp_path / "billing.sqlite3"
+        yield w
+
+
+def test_missed_webhooks_are_caught_by_connections_reconcile_and_the_late_ones_are_duplicates(world: World) -> None:
+    paid, paid_remote = world.invoice("100.00")
+    voided, voided_remote = world.invoice("20.00")
+    env = {"IC_DATABASE_URL": world.hub.config.database_url, "IC_KEY_FILE": world.hub.config.key_file,
+           "IC_HOST": "reference_host:from_env", "REFERENCE_HOST_DB": str(world.host_file)}
+    first = CliRunner().invoke(main, ["connections", "reconcile", world.conn.id], env=env)
+    assert first.exit_code == 0, first.output
+    assert world.host.payments() == []
+    # In Zoho: a partial payment, a void and a new customer; none of their webhooks arrives.
+    made, _ = world.emulator.record_payment(world.org, paid_remote, amount="30.00", date="2026-03-02")
+    world.emulator.void_invoice(world.org, voided_remote)
+    grace, _ = world.emulator.create_contact(world.org, "Grace Hopper", email="grace@example.com")
+    assert world.host.payments() == [] and world.host.invoice(voided.id)["status"] != "void"
+
+    result = CliRunner().invoke(main, ["connections", "reconcile", world.conn.id], env=env)
+    assert result.exit_code == 0, result.output
+    [payment] = world.host.payments(paid.id)
+    assert Decimal(payment["amount"]) == Decimal("30.00") and payment["paid_on"] == "2026-03-02"
+    assert world.host.invoice(paid.id)["status"] == "partially_paid"
+    assert world.host.invoice(voided.id)["status"] == "void"
+    assert [c["email"] for c in world.host.customers("t1") if c["name"] == "Grace Hopper"] == ["grace@example.com"]
+
+    # Zoho delivers the webhooks after all: every one is a duplicate, nothing is recorded twice.
+    late = [world.post("invoice", world.emulator.invoice_webhook(world.org, paid_remote)),
+            world.post("payment", dict(made, organization_id=world.org)),
+            world.post("invoice", world.emulator.invoice_webhook(world.org, voided_remote)),
+            world.post("contact", world.emulator.contact_webhook(world.org, grace["contact_id"]))]
+    assert [(a["duplicates"], a["applied"]) for a in late] == [(1, 0)] * 4
+    assert len(world.host.payments(paid.id)) == 1
+    assert len([c for c in world.host.customers("t1") if c["name"] == "Grace Hopper"]) == 1
+
+    # Nothing changed since: the cursor moves on, nothing is applied, two list requests are made.
+    cursor, before = world.cursor(), world.requests_made()
+    quiet = reconcile(world.hub, world.conn.id)
+    assert quiet.events == 0 and quiet.counts["applied"] == 0
+    assert world.requests_made() - before == 2
+    assert world.emulator.request_counts(world.org)["GET /invoices/{invoice_id}/payments"] == 1
+    assert quiet.cursor and json.loads(quiet.cursor)["invoices"].endswith("-0800") and cursor
+
+
+def test_a_missed_payment_is_caught_by_the_scheduled_reconciliation(world: World) -> None:
+    inv, remote = world.invoice("80.00")
+    world.emulator.record_payment(world.org, remote, date="2026-03-05")  # the whole balance; no webhook
+    world.hub.config = attrs.evolve(world.hub.config, reconcile_interval=600.0)
+    worker = Worker(world.hub, interval=0.2, settings=FAST).start()
+    try:
+        deadline = time.monotonic() + 8
+        while not world.host.payments(inv.id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    [payment] = world.host.payments(inv.id)
+    assert Decimal(payment["amount"]) == Decimal("80.00")
+    assert world.host.invoice(inv.id)["status"] == "paid"
+    assert world.cursor()
+    # the invoice webhook arrives late: a duplicate
+    assert world.post("invoice", world.emulator.invoice_webhook(world.org, remote))["duplicates"] == 1
+    assert len(world.host.payments(inv.id)) == 1
