@@ -9,7 +9,8 @@ Prepared for the core's provider-level webhooks and scheduled reconciliation (QU
   duplicate is harmless.
 
 Dedupe keys: a payment's share of one invoice is ``qbo:<realm>:payment:<payment id>:invoice:<invoice id>``
-(each linked invoice's share reaches the host once, whichever path saw it first); an invoice void
+(each linked invoice's share reaches the host once, whichever path saw it first); its reversal when the payment
+is voided or deleted ``<share key>:reversed`` (:mod:`quickbooks.reversals`); an invoice void
 ``qbo:<realm>:invoice:<id>:voided``; a customer ``qbo:<realm>:customer:<id>:created``.
 """
 
@@ -25,6 +26,7 @@ import attrs
 from integration_core.context import ProviderContext
 from integration_core.models import CustomerCreated, Event, Ignored, InvoicePaid, InvoiceVoided, Notice
 
+from . import reversals
 from .client import QBClient, QBOFault
 from .webhooks import Notification
 
@@ -37,7 +39,7 @@ CURSOR_OVERLAP = dt.timedelta(seconds=60)
 
 def payment_events(realm_id: str, payment: dict[str, Any]) -> list[Event]:
     """One InvoicePaid per linked invoice of a Payment (§4 Payment: ``Line[].LinkedTxn``)."""
-    if str(payment.get("PrivateNote") or "") == "Voided" and Decimal(str(payment.get("TotalAmt") or 0)) == 0:
+    if reversals.is_voided(payment):
         return [Ignored(f"qbo:{realm_id}:payment:{payment.get('Id')}:voided", "payment voided in QuickBooks")]
     currency = str((payment.get("CurrencyRef") or {}).get("value") or "") or None
     paid_on = str(payment.get("TxnDate") or dt.date.today().isoformat())
@@ -47,12 +49,24 @@ def payment_events(realm_id: str, payment: dict[str, Any]) -> list[Event]:
         for link in line.get("LinkedTxn") or []:
             if link.get("TxnType") == "Invoice" and amount > 0:
                 events.append(InvoicePaid(
-                    dedupe_key=f"qbo:{realm_id}:payment:{payment['Id']}:invoice:{link['TxnId']}",
+                    dedupe_key=reversals.share_key(realm_id, str(payment["Id"]), str(link["TxnId"])),
                     remote_invoice_id=str(link["TxnId"]), amount=amount, currency=currency, paid_on=paid_on,
                     remote_payment_id=str(payment["Id"])))  # a payment pushed from our side is not recorded again
     if not events:
         events.append(Ignored(f"qbo:{realm_id}:payment:{payment.get('Id')}:unapplied",
                               "payment not applied to any invoice"))
+    return events
+
+
+def payment_state(ctx: ProviderContext, realm_id: str, payment: dict[str, Any]) -> list[Event]:
+    """A fetched payment: voided → its remembered shares reversed; else its shares, remembered first so a
+    later void or delete (whose record no longer tells them) can take them back."""
+    payment_id = str(payment.get("Id"))
+    if reversals.is_voided(payment):
+        return reversals.reversal_events(ctx, realm_id, payment_id)
+    events = payment_events(realm_id, payment)
+    reversals.remember(ctx, payment_id, [(e.remote_invoice_id, e.amount) for e in events
+                                         if isinstance(e, InvoicePaid)])
     return events
 
 
@@ -93,11 +107,27 @@ def events_for(ctx: ProviderContext, notifications: list[Notification]) -> list[
     return events
 
 
+def _reversed(client: QBClient, n: Notification) -> list[Event]:
+    events = reversals.reversal_events(client.ctx, client.realm_id, n.entity_id)
+    what = "voided" if n.operation == "Void" else "deleted"
+    return events or [Ignored(n.dedupe_key, f"payment {n.entity_id} {what} in QuickBooks never reached the host "
+                                            f"(no recorded share)")]
+
+
 def _fetch(client: QBClient, n: Notification) -> list[Event]:
     realm = client.realm_id
+    if n.entity == "Payment" and n.operation in ("Void", "Delete"):
+        # §7 thin events; §4: a deleted payment cannot be read (610) and a voided one has lost its amounts, so
+        # the shares come from what was remembered when they reached the host (no request).
+        return _reversed(client, n)
     if n.entity == "Payment" and n.operation in ("Create", "Update"):
-        payment = client.get(f"/payment/{n.entity_id}").get("Payment") or {}
-        return payment_events(realm, payment)
+        try:
+            payment = client.get(f"/payment/{n.entity_id}").get("Payment") or {}
+        except QBOFault as exc:
+            if exc.code != "610":
+                raise
+            return _reversed(client, n)  # deleted since: whatever reached the host is taken back
+        return payment_state(client.ctx, realm, payment)
     if n.entity == "Invoice" and n.operation == "Void":
         return [InvoiceVoided(f"qbo:{realm}:invoice:{n.entity_id}:voided", n.entity_id)]
     if n.entity == "Invoice" and n.operation == "Update":
@@ -142,10 +172,14 @@ def changes_since(ctx: ProviderContext, cursor: str | None, *, now: dt.datetime 
                     stamp = (row.get("MetaData") or {}).get("LastUpdatedTime")
                     if stamp:
                         newest = max(newest, dt.datetime.fromisoformat(stamp))
+                    if entity == "Payment" and row.get("status") == "Deleted":  # §7: only its Id
+                        events.extend(reversals.reversal_events(ctx, client.realm_id, str(row.get("Id"))))
+                        continue
                     if row.get("status") == "Deleted":
                         continue
                     if entity == "Payment":
-                        events.extend(e for e in payment_events(client.realm_id, row) if not isinstance(e, Ignored))
+                        events.extend(e for e in payment_state(ctx, client.realm_id, row)
+                                      if not isinstance(e, Ignored))
                     elif entity == "Invoice" and _is_void(row):
                         events.append(InvoiceVoided(f"qbo:{client.realm_id}:invoice:{row['Id']}:voided", row["Id"]))
                     elif entity == "Customer" and _created_since(row, since):

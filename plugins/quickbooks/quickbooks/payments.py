@@ -16,6 +16,7 @@ from integration_core.context import ProviderContext
 from integration_core.errors import PermanentError
 from integration_core.models import Invoice, Payment, RemotePayment
 
+from . import reversals
 from .client import QBClient, QBOFault, quote, request_id
 from .operations import BUSINESS_VALIDATION, company_facts, exchange_rate
 
@@ -74,6 +75,8 @@ def push_payment(ctx: ProviderContext, payment: Payment, invoice: Invoice, remot
             code=BUSINESS_VALIDATION) from None
     if not created.get("Id"):
         raise PermanentError("QuickBooks recorded a payment but sent no Id")
+    # remembered for a void or delete in QuickBooks, which no longer tells the share (quickbooks.reversals)
+    reversals.remember(ctx, str(created["Id"]), [(str(remote_invoice_id), payment.amount)])
     return RemotePayment(remote_id=str(created["Id"]))
 
 
@@ -86,5 +89,6 @@ def find_payment(ctx: ProviderContext, payment: Payment, remote_invoice_id: str)
     ).get("Payment") or []
     for item in found:
         if str(item.get("PrivateNote") or "").strip() == reference_for(payment.id) and item.get("Id"):
+            reversals.remember(ctx, str(item["Id"]), [(str(remote_invoice_id), payment.amount)])
             return RemotePayment(remote_id=str(item["Id"]), adopted=True)
     return None

@@ -39,6 +39,7 @@ def _config(emu: Emulator, body: dict[str, Any], params: dict[str, str]) -> Any:
         "missing_exchange_rate_is_one": (rules, "missing_exchange_rate_is_one", bool),
         "cdc_max_objects": (rules, "cdc_max_objects", int),
         "discount_needs_preference": (rules, "discount_needs_preference", bool),
+        "voided_payment_keeps_links": (rules, "voided_payment_keeps_links", bool),
     }
     for key, (target, attr, conv) in targets.items():
         if key in body:
@@ -73,6 +74,14 @@ def _pay(emu: Emulator, body: dict[str, Any], params: dict[str, str]) -> Any:
 
 def _void(emu: Emulator, body: dict[str, Any], params: dict[str, str]) -> Any:
     return {"invoice": emu.void_invoice(params["realm_id"], params["invoice_id"])}
+
+
+def _payment_op(emu: Emulator, body: dict[str, Any], params: dict[str, str]) -> Any:
+    if params["op"] == "void":
+        return {"payment": emu.void_payment(params["realm_id"], params["payment_id"])}
+    if params["op"] == "delete":
+        return emu.delete_payment(params["realm_id"], params["payment_id"])
+    raise ValueError(f"unknown payment operation {params['op']!r} (void or delete)")
 
 
 def _records(emu: Emulator, body: dict[str, Any], params: dict[str, str]) -> Any:
@@ -114,6 +123,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("GET", "/companies/{realm_id}/records/{entity}", _records),
         ("POST", "/companies/{realm_id}/payments", _pay),
         ("POST", "/companies/{realm_id}/invoices/{invoice_id}/void", _void),
+        ("POST", "/companies/{realm_id}/payments/{payment_id}/{op}", _payment_op),
         ("GET", "/counters", lambda e, b, p: {"counts": e.request_counts()}),
     )
 ]

@@ -285,6 +285,21 @@ class Emulator:
             return jsonable(self.store.public(self.store.void_invoice(c, {"Id": invoice_id,
                                                                           "SyncToken": record["SyncToken"]})))
 
+    def void_payment(self, realm_id: str, payment_id: str) -> dict[str, Any]:
+        """Void a payment as a QuickBooks user would (§4: the ``operation=update&include=void`` effect)."""
+        with self.lock:
+            c = self.store.company(realm_id)
+            record = self.store.get(c, "Payment", payment_id)
+            return jsonable(self.store.public(self.store.void_payment(c, {"Id": payment_id,
+                                                                          "SyncToken": record["SyncToken"]})))
+
+    def delete_payment(self, realm_id: str, payment_id: str) -> dict[str, Any]:
+        """Delete a payment as a QuickBooks user would (§2 ``operation=delete``; a later read gives 610)."""
+        with self.lock:
+            c = self.store.company(realm_id)
+            record = self.store.get(c, "Payment", payment_id)
+            return jsonable(self.store.delete_txn(c, "Payment", {"Id": payment_id, "SyncToken": record["SyncToken"]}))
+
     # ----------------------------------------------------------------- HTTP
     def _guard(self, req: Request, run: Any) -> Response:
         """Latency, then scheduled/random faults around the real handler (as in the Zoho emulator)."""

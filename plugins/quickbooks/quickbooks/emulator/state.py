@@ -50,6 +50,8 @@ class Rules:
     cdc_max_objects: int = 1000
     # §4 Invoice DiscountLineDetail: refused (6000) when SalesFormsPrefs.AllowDiscount is off? [U]
     discount_needs_preference: bool = True
+    # §4 Payment void: do the voided payment's lines keep their LinkedTxn (amounts 0)? [U]
+    voided_payment_keeps_links: bool = True
 
 
 @dataclass
@@ -574,6 +576,8 @@ class CompanyStore:
         self._check_sync(record, body)
         if entity == "Invoice" and record.get("LinkedTxn"):
             raise E.business("This transaction is linked to a payment; delete the payment first")  # [U]
+        if entity == "Payment":  # §4 Payment effects undone: the invoices' balances and LinkedTxn restored
+            self._unapply_payment(c, record)
         record["_deleted"] = True
         self._touch(c, entity, record, "Delete")
         return {"status": "Deleted", "domain": "QBO", "Id": record["Id"]}
@@ -640,20 +644,29 @@ class CompanyStore:
         """§4 Payment void (``operation=update&include=void``): amounts to 0, invoice balances restored [U]."""
         record = self.get(c, "Payment", str(body.get("Id")))
         self._check_sync(record, body)
+        self._unapply_payment(c, record)
+        for line in record["Line"]:
+            line["Amount"] = Decimal("0")
+            if not self.rules.voided_payment_keeps_links:
+                line["LinkedTxn"] = []
+        record.update({"TotalAmt": Decimal("0"), "UnappliedAmt": Decimal("0"), "PrivateNote": "Voided"})
+        self._touch(c, "Payment", record, "Void")  # §7: a Void notification (qbo.payment.voided.v1) and CDC
+        return record
+
+    def _unapply_payment(self, c: Company, record: dict[str, Any]) -> None:
+        """A voided or deleted payment no longer pays its invoices: balances back, links dropped [U details]."""
         customer = c.records["Customer"].get(record["CustomerRef"]["value"])
         for line in record["Line"]:
             for link in line.get("LinkedTxn", []):
                 invoice = c.records["Invoice"].get(link.get("TxnId"))
-                if invoice is not None:
+                if invoice is not None and not invoice.get("_deleted"):
                     invoice["Balance"] += line["Amount"]
+                    invoice["HomeBalance"] = (invoice["Balance"] * invoice["ExchangeRate"]).quantize(
+                        CENT, ROUND_HALF_UP)
                     invoice["LinkedTxn"] = [t for t in invoice["LinkedTxn"] if t.get("TxnId") != record["Id"]]
                     if customer is not None:
                         customer["Balance"] += line["Amount"]
                     self._touch(c, "Invoice", invoice, "Update", bump=self.rules.payment_bumps_invoice_synctoken)
-            line["Amount"] = Decimal("0")
-        record.update({"TotalAmt": Decimal("0"), "UnappliedAmt": Decimal("0"), "PrivateNote": "Voided"})
-        self._touch(c, "Payment", record, "Void")
-        return record
 
     # ------------------------------------------------------------------ CDC
     def cdc(self, c: Company, entities: list[str], since: dt.datetime) -> list[dict[str, Any]]:
