@@ -338,3 +338,65 @@ def test_control_api_creates_companies_and_payments(qbo_emulator) -> None:
     config = requests.post(f"{base}/config", json={"rate_limit_per_minute": 7}, timeout=5).json()
     assert config["rate_limit_per_minute"] == 7 and qbo_emulator.limiter.config.per_minute == 7
     assert requests.post(f"{base}/nope", timeout=5).status_code == 404
+
+
+def test_payment_void_and_delete_unapply_and_show_in_cdc(qbo_emulator) -> None:
+    realm, api = company(qbo_emulator)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    cid = api.post("/customer", {"DisplayName": "Hal"}).json()["Customer"]["Id"]
+    a = _invoice(api, cid, "100.00").json()["Invoice"]
+    b = _invoice(api, cid, "50.00").json()["Invoice"]
+    first = qbo_emulator.record_payment(realm, {a["Id"]: "60.00", b["Id"]: "50.00"})
+    second = qbo_emulator.record_payment(realm, {a["Id"]: "10.00"})
+    stale = api.post("/payment", {"Id": first["Id"], "SyncToken": "9", "sparse": True}, operation="update",
+                     include="void")
+    assert fault(stale)[0] == "5010"
+    voided = api.post("/payment", {"Id": first["Id"], "SyncToken": first["SyncToken"], "sparse": True},
+                      operation="update", include="void").json()["Payment"]
+    assert voided["TotalAmt"] == 0 and all(line["Amount"] == 0 for line in voided["Line"])
+    assert api.get(f"/invoice/{a['Id']}").json()["Invoice"]["Balance"] == 90  # the second payment stays
+    assert api.get(f"/invoice/{b['Id']}").json()["Invoice"]["Balance"] == 50
+    gone = api.post("/payment", {"Id": second["Id"], "SyncToken": second["SyncToken"]}, operation="delete").json()
+    assert gone["Payment"] == {"status": "Deleted", "domain": "QBO", "Id": second["Id"]}
+    assert fault(api.get(f"/payment/{second['Id']}"))[0] == "610"
+    invoice_a = api.get(f"/invoice/{a['Id']}").json()["Invoice"]
+    assert invoice_a["Balance"] == 100 and invoice_a["LinkedTxn"] == []
+    payments = {p["Id"]: p for p in api.get("/cdc", entities="Payment", changedSince=start.isoformat()).json()[
+        "CDCResponse"][0]["QueryResponse"][0]["Payment"]}
+    assert payments[second["Id"]]["status"] == "Deleted" and "Line" not in payments[second["Id"]]
+    assert payments[first["Id"]]["TotalAmt"] == 0
+    changes = [(c.entity, c.entity_id, c.operation) for c in qbo_emulator.store.companies[realm].changes]
+    assert ("Payment", first["Id"], "Void") in changes and ("Payment", second["Id"], "Delete") in changes
+
+
+def test_invoice_discount_line_and_allow_discount_switch(qbo_emulator) -> None:
+    _realm, api = company(qbo_emulator, allow_discount=True)
+    cid = api.post("/customer", {"DisplayName": "Ida"}).json()["Customer"]["Id"]
+    line = {"Amount": 200, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}
+    amount = api.post("/invoice", {"CustomerRef": {"value": cid}, "Line": [line, {
+        "Amount": 15, "DetailType": "DiscountLineDetail", "DiscountLineDetail": {"PercentBased": False}}]}).json()
+    assert amount["Invoice"]["TotalAmt"] == 185
+    assert [x["DetailType"] for x in amount["Invoice"]["Line"]] == ["SalesItemLineDetail", "SubTotalLineDetail",
+                                                                   "DiscountLineDetail"]
+    percent = api.post("/invoice", {"CustomerRef": {"value": cid}, "Line": [line, {
+        "DetailType": "DiscountLineDetail", "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": 10}}]})
+    assert percent.json()["Invoice"]["TotalAmt"] == 180
+    assert api.get("/preferences").json()["Preferences"]["SalesFormsPrefs"]["AllowDiscount"] is True
+    _realm, off = company(qbo_emulator)  # AllowDiscount off (default): a discount line is refused
+    cid2 = off.post("/customer", {"DisplayName": "Ida"}).json()["Customer"]["Id"]
+    refused = off.post("/invoice", {"CustomerRef": {"value": cid2}, "Line": [line, {
+        "Amount": 1, "DetailType": "DiscountLineDetail", "DiscountLineDetail": {"PercentBased": False}}]})
+    assert fault(refused)[0] == "6000"
+
+
+def test_control_api_voids_and_deletes_payments(qbo_emulator) -> None:
+    realm, api = company(qbo_emulator)
+    cid = api.post("/customer", {"DisplayName": "Jo"}).json()["Customer"]["Id"]
+    inv = _invoice(api, cid, "80.00").json()["Invoice"]
+    base = f"{qbo_emulator.base_url}/_emulator/companies/{realm}/payments"
+    one = requests.post(base, json={"applications": {inv["Id"]: "30.00"}}, timeout=5).json()["payment"]
+    two = requests.post(base, json={"applications": {inv["Id"]: "20.00"}}, timeout=5).json()["payment"]
+    assert requests.post(f"{base}/{one['Id']}/void", timeout=5).json()["payment"]["TotalAmt"] == 0
+    assert requests.post(f"{base}/{two['Id']}/delete", timeout=5).json()["status"] == "Deleted"
+    assert requests.post(f"{base}/{two['Id']}/refund", timeout=5).status_code in (400, 404)
+    assert api.get(f"/invoice/{inv['Id']}").json()["Invoice"]["Balance"] == 80
