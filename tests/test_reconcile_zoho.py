@@ -18,9 +18,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from integration_core.cli import main
+from integration_core.errors import TransientError
 from integration_core.hub import Hub
 from integration_core.models import Connection, Invoice
 from integration_core.outbox import find_task
+from integration_core.ratelimit import granted_in
 from integration_core.reconcile import reconcile
 from integration_core.scheduler import Worker, drain_until_idle
 from integration_core.server import RunningServer, running
@@ -113,11 +115,13 @@ def test_missed_webhooks_are_caught_by_connections_reconcile_and_the_late_ones_a
     assert len(world.host.payments(paid.id)) == 1
     assert len([c for c in world.host.customers("t1") if c["name"] == "Grace Hopper"]) == 1
 
-    # Nothing changed since: the cursor moves on, nothing is applied, two list requests are made.
-    cursor, before = world.cursor(), world.requests_made()
+    # Nothing changed since: the cursor moves on, nothing is applied, two list requests are made, and
+    # both were counted in the connection's shared rate window (the plugin's client reports each one).
+    cursor, before, granted = world.cursor(), world.requests_made(), granted_in(world.hub.engine, world.conn.id)
     quiet = reconcile(world.hub, world.conn.id)
     assert quiet.events == 0 and quiet.counts["applied"] == 0
     assert world.requests_made() - before == 2
+    assert granted_in(world.hub.engine, world.conn.id) - granted == 2
     assert world.emulator.request_counts(world.org)["GET /invoices/{invoice_id}/payments"] == 1
     assert quiet.cursor and json.loads(quiet.cursor)["invoices"].endswith("-0800") and cursor
 
@@ -140,3 +144,17 @@ def test_a_missed_payment_is_caught_by_the_scheduled_reconciliation(world: World
     # the invoice webhook arrives late: a duplicate
     assert world.post("invoice", world.emulator.invoice_webhook(world.org, remote))["duplicates"] == 1
     assert len(world.host.payments(inv.id)) == 1
+
+
+def test_a_failed_run_keeps_its_cursor_and_the_next_one_catches_up(world: World) -> None:
+    inv, remote = world.invoice("50.00")
+    reconcile(world.hub, world.conn.id)
+    cursor = world.cursor()
+    world.emulator.record_payment(world.org, remote, amount="50.00")  # no webhook
+    world.emulator.fail_next(1, 500, method="GET", path_prefix="/books/v3/invoices/")  # the payments list fails
+    with pytest.raises(TransientError):
+        reconcile(world.hub, world.conn.id)
+    assert world.cursor() == cursor and world.host.payments(inv.id) == []
+    again = reconcile(world.hub, world.conn.id)
+    assert again.counts["applied"] == 1 and len(world.host.payments(inv.id)) == 1
+    assert world.cursor() != cursor
