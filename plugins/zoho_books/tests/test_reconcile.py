@@ -191,3 +191,20 @@ def test_a_large_backlog_is_fetched_over_several_runs(zoho_factory, monkeypatch)
     assert per_run == [2, 2, 1, 0]
     assert sorted(e.remote_invoice_id for e in found) == sorted(invoices)
     assert zoho.count("GET", "/invoices/{invoice_id}/payments") == 5
+
+
+@pytest.mark.parametrize(("sort_order", "pages"), [("honour", 1), ("ignore", 2)])
+def test_customers_are_read_newest_first_until_older_than_the_window(zoho_factory, sort_order, pages) -> None:
+    zoho = zoho_factory()
+    zoho.emulator.configure_organization(zoho.org_id, list_sort_order=sort_order)
+    org = zoho.emulator.state.orgs[zoho.org_id]
+    for n in range(reconcile.PER_PAGE + 5):  # customers from long ago
+        cid = customer(zoho, f"Old {n:03d}")
+        org.contacts[cid]["created_time"] = f"2025-01-01T10:{n // 60:02d}:{n % 60:02d}+0000"
+    _, cursor, _ = run(zoho, None)
+    newcomer = customer(zoho, "Zed")
+    before = zoho.count("GET", "/contacts")
+    events, cursor, _ = run(zoho, cursor)
+    assert [(type(e), e.remote_customer_id) for e in events] == [(CustomerCreated, newcomer)]
+    # newest first: the first page already reaches back past the window; in ascending order every page is read
+    assert zoho.count("GET", "/contacts") - before == pages
