@@ -208,3 +208,18 @@ def test_customers_are_read_newest_first_until_older_than_the_window(zoho_factor
     assert [(type(e), e.remote_customer_id) for e in events] == [(CustomerCreated, newcomer)]
     # newest first: the first page already reaches back past the window; in ascending order every page is read
     assert zoho.count("GET", "/contacts") - before == pages
+
+
+def test_an_invoice_paid_by_credits_alone_gets_the_invoice_webhooks_key(zoho_factory) -> None:
+    zoho = zoho_factory()
+    cid = customer(zoho)
+    paid = invoice(zoho, cid, "30.00")
+    _, cursor, _ = run(zoho, None)
+    # Zoho applies a credit note (the emulator has none): paid, balance 0, no payment listed
+    record = zoho.emulator.state.orgs[zoho.org_id].invoices[paid]
+    record.update(status="paid", balance=Decimal(0), credits_applied=record["total"], last_payment_date="2026-02-05",
+                  last_modified_time=reconcile.format_stamp(dt.datetime.now(dt.UTC)))
+    events, _, made = run(zoho, cursor)
+    [expected] = webhook_events(zoho, [paid], [])
+    assert [(e.dedupe_key, type(e), e.amount) for e in events] == [(expected.dedupe_key, InvoicePaid, Decimal("30"))]
+    assert made == 4  # the two lists, the (empty) payments, the invoice itself

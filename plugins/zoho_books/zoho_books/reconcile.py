@@ -55,6 +55,7 @@ PER_PAGE = 200  # ZOHO_BOOKS.md: per_page default and maximum 200
 MAX_PAGES = 25  # per list and run (5,000 rows)
 MAX_FETCHES = 40  # invoice payment lists per run
 PAID_STATUSES = ("paid", "partially_paid")
+NOT_FOUND = 1002  # ZOHO_BOOKS.md: "<X> does not exist."
 
 
 def parse_stamp(value: Any) -> dt.datetime | None:
@@ -122,6 +123,17 @@ def _invoice_marker(row: dict[str, Any]) -> str:
                    f"{row.get('balance')}")
 
 
+def _paid_record(client: ZohoClient, invoice_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A paid or partly paid invoice as its webhook carries it: the list row with its ``payments``. Paid with
+    no payment listed (credits applied), the whole record instead (``GET /invoices/{id}``), whose
+    ``payment_made`` the invoice webhook's key uses."""
+    payments = client.get(f"/invoices/{invoice_id}/payments").get("payments") or []
+    if payments:
+        return {**row, "payments": payments}
+    whole = client.get(f"/invoices/{invoice_id}").get("invoice")
+    return {**row, **(whole if isinstance(whole, dict) else {}), "payments": []}
+
+
 def invoice_changes(client: ZohoClient, since_text: str, done: set[str]) -> tuple[list[Event], str, set[str]]:
     """Events of the invoices modified since ``since_text`` (minus the overlap), the next invoice cursor and the
     markers of what is done inside the next overlap."""
@@ -157,9 +169,11 @@ def invoice_changes(client: ZohoClient, since_text: str, done: set[str]) -> tupl
                 break
             fetches += 1
             try:
-                record["payments"] = client.get(f"/invoices/{invoice_id}/payments").get("payments") or []
-            except PermanentError as exc:  # deleted meanwhile: nothing to record
-                log.info("zoho_books: reconciliation skips invoice %s (%s)", invoice_id, exc)
+                record = _paid_record(client, invoice_id, row)
+            except PermanentError as exc:
+                # 1002: deleted meanwhile, nothing to record; anything else must not block every later change
+                level = logging.INFO if exc.code == NOT_FOUND else logging.WARNING
+                log.log(level, "zoho_books: reconciliation skips invoice %s (%s)", invoice_id, exc)
                 continue
         try:
             found = webhooks.parse_invoice_events(record)
