@@ -107,9 +107,8 @@ def events_for(ctx: ProviderContext, notifications: list[Notification]) -> list[
     return events
 
 
-def _reversed(client: QBClient, n: Notification) -> list[Event]:
+def _reversed(client: QBClient, n: Notification, what: str) -> list[Event]:
     events = reversals.reversal_events(client.ctx, client.realm_id, n.entity_id)
-    what = "voided" if n.operation == "Void" else "deleted"
     return events or [Ignored(n.dedupe_key, f"payment {n.entity_id} {what} in QuickBooks never reached the host "
                                             f"(no recorded share)")]
 
@@ -119,14 +118,16 @@ def _fetch(client: QBClient, n: Notification) -> list[Event]:
     if n.entity == "Payment" and n.operation in ("Void", "Delete"):
         # §7 thin events; §4: a deleted payment cannot be read (610) and a voided one has lost its amounts, so
         # the shares come from what was remembered when they reached the host (no request).
-        return _reversed(client, n)
+        return _reversed(client, n, "voided" if n.operation == "Void" else "deleted")
     if n.entity == "Payment" and n.operation in ("Create", "Update"):
         try:
             payment = client.get(f"/payment/{n.entity_id}").get("Payment") or {}
         except QBOFault as exc:
             if exc.code != "610":
                 raise
-            return _reversed(client, n)  # deleted since: whatever reached the host is taken back
+            return _reversed(client, n, "deleted")  # deleted since: whatever reached the host is taken back
+        if reversals.is_voided(payment):
+            return _reversed(client, n, "voided")  # voided since (or before it reached the host: then nothing)
         return payment_state(client.ctx, realm, payment)
     if n.entity == "Invoice" and n.operation == "Void":
         return [InvoiceVoided(f"qbo:{realm}:invoice:{n.entity_id}:voided", n.entity_id)]

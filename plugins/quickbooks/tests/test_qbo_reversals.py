@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from qbo_helpers import CLIENT_ID, VERIFIER_TOKEN
-from quickbooks import inbound
+from quickbooks import inbound, webhooks
 from test_qbo_webhooks import FAST, Tenant, inbox
 
 from integration_core import inbound as core_inbound
 from integration_core.hub import Hub
-from integration_core.models import PaymentReversed
+from integration_core.models import Ignored, PaymentReversed
 from integration_core.scheduler import drain_until_idle
 from integration_core.server import RunningServer, running
 from reference_host import ReferenceHost
@@ -127,6 +127,10 @@ def test_a_payment_voided_before_it_reached_the_host_changes_nothing(ic_hub, qbo
     events, _ = inbound.changes_since(ic_hub.context(t.conn.id), None)
     core_inbound.apply(ic_hub, ic_hub.get_connection(t.conn.id), events)
     assert billing.payments() == [] and billing.reversals() == []
+    for operation in ("Create", "Void"):  # what the fetch said (stored under the notice's own key)
+        [said] = inbound.events_for(ic_hub.context(t.conn.id), [
+            webhooks.Notification(t.realm, "Payment", payment["Id"], operation, "2026-01-01T00:00:00Z")])
+        assert isinstance(said, Ignored) and "voided in QuickBooks never reached the host" in said.reason
 
 
 def test_our_own_payment_voided_in_quickbooks_is_reversed_under_the_hosts_payment_id(ic_hub, qbo_emulator, billing,
