@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,60 +25,199 @@ def create_engine_for(url: str, **kwargs: Any) -> sa.Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # Autocommit at the driver level so SQLAlchemy's BEGIN below is the only transaction start.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        # SQLite has one writer, and every transaction here takes the write lock. Threads of this process
-        # queue for it on a lock of their own (woken at once) rather than in SQLite's busy handler, which
-        # sleeps up to 100 ms between tries: only other processes meet the busy handler. A thread that opens
-        # a second transaction while holding one fails after 30 s, as it did in the busy handler.
-        writer = threading.Lock()
-        database = engine.url.database
-        path = None if not database or database == ":memory:" or database.startswith("file:") else Path(database)
-        identity: list[tuple[int, int]] = []  # the file's (device, inode) when this engine first opened it
-
-        @sa.event.listens_for(engine, "begin")
-        def _begin(conn: sa.Connection) -> None:
-            if path is not None:
-                _check_identity(path, identity)
-            if not writer.acquire(timeout=30):
-                locked = sqlite3.OperationalError("database is locked (30 s waiting for another thread)")
-                raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, locked)
-            try:
-                # BEGIN IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrades between threads.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            except BaseException:
-                writer.release()
-                raise
-            conn.info[_WRITER] = True
-
-        @sa.event.listens_for(engine, "commit")
-        @sa.event.listens_for(engine, "rollback")
-        def _end(conn: sa.Connection) -> None:
-            if conn.info.pop(_WRITER, False):
-                writer.release()
-
-        @sa.event.listens_for(engine, "checkin")
-        def _checkin(_dbapi_conn: Any, record: Any) -> None:  # a connection dropped without commit or rollback
-            if record.info.pop(_WRITER, False):
-                writer.release()
-
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
+        return _sqlite_engine(url, **kwargs)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine, PING_AFTER_IDLE)
+    return engine
+
+
+PING_AFTER_IDLE = 5.0  # seconds a pooled PostgreSQL connection may rest before it is pinged at checkout
+_IDLE_SINCE = "ic_idle_since"
+
+
+def _ping_after_idle(engine: sa.Engine, seconds: float) -> None:
+    """Ping a pooled connection at checkout only when it rested over ``seconds``; a dead one is replaced.
+
+    The pool's ``pool_pre_ping`` pings on every checkout: a round trip per webhook or task, a sixth of a
+    webhook's. Connections in steady use were just used; the ones a server restart, an idle timeout or a
+    firewall dropped are the rested ones. A connection lost while busy fails that one request, and SQLAlchemy
+    then invalidates the pool's older connections (they reconnect at their next checkout)."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _rest(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"pooled connection dropped while idle ({exc.__class__.__name__})"
+                                            ) from exc
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> sa.Engine:
+    connect_args = {"timeout": 30, "check_same_thread": False, "factory": _SQLiteConnection}
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # Autocommit at the driver level so SQLAlchemy's BEGIN below is the only transaction start.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    database = engine.url.database
+    path = None if not database or database == ":memory:" or database.startswith("file:") else Path(database)
+    writer = _writer_for(path)
+    identity: list[tuple[int, int]] = []  # the file's (device, inode) when this engine first opened it
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        if path is not None:
+            _check_identity(path, identity)
+        held = writer.acquire(_LOCK_TIMEOUT)
+        try:
+            # BEGIN IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrades between threads.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writer.release(held)
+            raise
+        dbapi_conn = conn.connection.dbapi_connection
+        if isinstance(dbapi_conn, _SQLiteConnection):
+            dbapi_conn.held = (writer, held)
+        else:  # pragma: no cover: another driver connection class; let go as its COMMIT starts
+            conn.info[_WRITER] = held
+
+    @sa.event.listens_for(engine, "commit")
+    @sa.event.listens_for(engine, "rollback")
+    def _end(conn: sa.Connection) -> None:
+        if _WRITER in conn.info:  # pragma: no cover: see above
+            writer.release(conn.info.pop(_WRITER))
+
+    return engine
+
+
+class _WriterLock:
+    """The write lock of one SQLite file for this process, taken before ``BEGIN IMMEDIATE``.
+
+    SQLite has one writer, and every transaction here takes the write lock. Threads of this process queue
+    for it on a ``threading.Lock`` (woken at once), and processes on an ``flock`` of ``<database>-lock``
+    (woken by the kernel when the holder lets go), rather than in SQLite's busy handler, which sleeps 1, 2,
+    5, … up to 100 ms between tries and so lets a waiter in another process sleep through many turns.
+    The file lock only orders the waiters: SQLite's own lock still guards the data (a process without it,
+    e.g. the ``sqlite3`` shell, meets the busy handler as before). Waits fail after 30 s, as before.
+    """
+
+    def __init__(self, lock_file: Path | None) -> None:
+        self.threads = threading.Lock()
+        self.lock_file = lock_file
+
+    def acquire(self, timeout: float) -> int | None:
+        """Take the lock; the file descriptor holding the ``flock`` (``None`` without a lock file)."""
+        if not self.threads.acquire(timeout=timeout):
+            locked = sqlite3.OperationalError(f"database is locked ({timeout:g} s waiting for another thread)")
+            raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, locked)
+        if self.lock_file is None:
+            return None
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None  # e.g. a read-only directory: SQLite's busy handler alone orders the processes
+        try:
+            if _flock(fd, timeout):
+                return fd
+        except BaseException:
+            self.release(fd)
+            raise
+        self.release(fd)
+        locked = sqlite3.OperationalError(f"database is locked ({timeout:g} s waiting for another process)")
+        raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, locked)
+
+    def release(self, fd: int | None) -> None:
+        if fd is not None:
+            os.close(fd)  # the flock goes with the last descriptor of its open file
+        self.threads.release()
+
+
+def _flock(fd: int, timeout: float) -> bool:
+    """``flock(fd, LOCK_EX)`` waiting at most ``timeout`` seconds (blocked in the kernel, not polling)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    # A blocking flock cannot time out, so a helper thread blocks on a duplicate of the descriptor (the same
+    # open file, the same lock). Given up on, it takes the lock later and drops it at once with its duplicate.
+    dup = os.dup(fd)
+    got = threading.Event()
+
+    def wait() -> None:
+        try:
+            fcntl.flock(dup, fcntl.LOCK_EX)
+            got.set()
+        finally:
+            os.close(dup)
+
+    threading.Thread(target=wait, name="ic-sqlite-writer", daemon=True).start()
+    return got.wait(timeout)
+
+
+_WRITERS: dict[str, _WriterLock] = {}
+_WRITERS_LOCK = threading.Lock()
+_LOCK_TIMEOUT = 30.0
+
+
+def _writer_for(path: Path | None) -> _WriterLock:
+    """One write lock per database file and process, shared by every engine on it (an in-memory or URI
+    database gets its own, without a lock file)."""
+    if path is None:
+        return _WriterLock(None)
+    key = os.path.abspath(path)
+    with _WRITERS_LOCK:
+        writer = _WRITERS.get(key)
+        if writer is None:
+            writer = _WRITERS[key] = _WriterLock(Path(key + "-lock"))
+        return writer
+
+
+class _SQLiteConnection(sqlite3.Connection):
+    """The driver connection: lets go of the write lock once its ``COMMIT`` or ``ROLLBACK`` is done (not
+    before, or the next writer would find SQLite's lock still held and sleep in the busy handler)."""
+
+    held: tuple[_WriterLock, int | None] | None = None
+
+    def commit(self) -> None:
+        super().commit()
+        self._let_go()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._let_go()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            held[0].release(held[1])
 
 
 def _check_identity(path: Path, identity: list[tuple[int, int]]) -> None:
