@@ -346,13 +346,17 @@ class Hub:
             return self.context_from_row(row)
         return self._context(connection, self._load_secrets(connection.id))
 
-    def context_from_row(self, row: Any) -> ProviderContext:
-        """The context of a ``connections`` row already read (its secrets decrypted here)."""
-        return self._context(_row_to_connection(row), self.keys.decrypt(row.secrets))
+    def context_from_row(self, row: Any, app: tuple[dict[str, Any], dict[str, str]] | None = None
+                         ) -> ProviderContext:
+        """The context of a ``connections`` row already read (its secrets decrypted here); ``app``: the
+        provider-level settings and decrypted secrets when the caller read them too (else ``apps.load``)."""
+        return self._context(_row_to_connection(row), self.keys.decrypt(row.secrets), app)
 
-    def _context(self, connection: Connection, secret_values: dict[str, str]) -> ProviderContext:
+    def _context(self, connection: Connection, secret_values: dict[str, str],
+                 app: tuple[dict[str, Any], dict[str, str]] | None = None) -> ProviderContext:
         cid = connection.id
-        app_settings, app_secrets = self.apps.load(connection.provider)  # the provider-level fallbacks
+        # the provider-level fallbacks
+        app_settings, app_secrets = self.apps.load(connection.provider) if app is None else app
         secrets = Secrets(
             secret_values,
             save=lambda values: self._save_secrets(cid, values),

@@ -1,6 +1,7 @@
 """The inbox: store each inbound event once under its dedupe key, then apply it once through host hooks.
 
-One transaction per first delivery. The row is inserted first, so the unique constraint on
+One transaction per first delivery. The row is inserted first (as applied: the common outcome; corrected
+when the event is ignored, rolled back when the host fails), so the unique constraint on
 ``(connection_id, dedupe_key)`` decides, race-free across threads and processes, which delivery is the
 first (on PostgreSQL a concurrent insert of the same key waits for the first transaction and then fails;
 SQLite's ``BEGIN IMMEDIATE`` serializes writers). The host hook call, the mapping writes, the status and
@@ -131,16 +132,18 @@ def _receive(hub: Hub, connection: Connection, event: Event, check: Check | None
         with hub.engine.begin() as db:
             if check is not None:
                 check(db)
-            event_id = int(db.execute(*_insert(connection, event, payload, now, EventStatus.RECEIVED, None))
+            # Inserted as applied: if the effect fails, this transaction rolls back; if it is skipped, the
+            # status is corrected below. Either way nobody sees the row before it is settled.
+            event_id = int(db.execute(*_insert(connection, event, payload, now, EventStatus.APPLIED, None, now))
                            .inserted_primary_key[0])  # type: ignore[index]
             try:
                 detail = _effect(hub, db, connection, event)
                 status, reason = EventStatus.APPLIED, None
             except _Skip as skip:
                 status, reason, detail = EventStatus.IGNORED, skip.reason, skip.reason
+                db.execute(_SETTLE, {"eid": event_id, "st": status, "why": reason, "at": utcnow()})
             except Exception as exc:
                 raise _EffectFailed(exc) from exc
-            db.execute(_SETTLE, {"eid": event_id, "st": status, "why": reason, "at": utcnow()})
             audit.record_many(db, "event", event_id, [("received", event.kind), (status, detail)],
                               connection_id=connection.id)
         return EventOutcome(event_id, event.dedupe_key, event.kind, status, reason=reason)
@@ -154,8 +157,9 @@ def _receive(hub: Hub, connection: Connection, event: Event, check: Check | None
 
 
 def _insert(connection: Connection, event: Event, payload: dict[str, Any], now: Any, status: EventStatus,
-            reason: str | None) -> tuple[sa.Insert, dict[str, Any]]:
+            reason: str | None, applied_at: Any = None) -> tuple[sa.Insert, dict[str, Any]]:
     return _INSERT, {
+        "applied_at": applied_at,
         "connection_id": connection.id,
         "dedupe_key": event.dedupe_key,
         "kind": event.kind,

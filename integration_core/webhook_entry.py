@@ -20,7 +20,8 @@ the provider's ``route_webhook`` hook (:mod:`integration_core.app_webhooks`); 40
 
 A connection's context (its decrypted secrets) is cached per process and checked against the row on
 each delivery, inside the transaction that stores the events (:mod:`integration_core.inbound`): a
-connection changed since (secrets, settings, status) is read again and the delivery re-verified with it.
+connection changed since (secrets, settings, status), or its provider's provider-level settings and
+secrets (``providers configure``), is read again and the delivery re-verified with it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .errors import IntegrationError, WebhookRejected
 from .metrics import webhook_answered
 from .models import EVENT_TYPES, ConnectionStatus, WebhookRequest
 from .redact import log_internal
-from .store.schema import connections
+from .store.schema import connections, provider_configs
 from .validation import segment_error
 
 if TYPE_CHECKING:
@@ -94,8 +95,22 @@ _FINGERPRINT = (
     connections.c.name,
     connections.c.invoices_outbound,
     connections.c.customers_inbound,
+    # The provider-level values every connection falls back to (``apps.py``): a new provider-level webhook
+    # secret changes the context too. The stored secrets are a Fernet token, new on every write.
+    provider_configs.c.settings.label("app_settings"),
+    provider_configs.c.secrets.label("app_secrets"),
 )  # not updated_at: every lease and schedule write of the outbound worker moves it (onupdate)
-_CURRENT = sa.select(*_FINGERPRINT).where(connections.c.id == sa.bindparam("cid"))
+_JOINED = connections.outerjoin(provider_configs, provider_configs.c.provider == connections.c.provider)
+_CURRENT = sa.select(*_FINGERPRINT).select_from(_JOINED).where(connections.c.id == sa.bindparam("cid"))
+_FIND = (
+    sa.select(connections, *_FINGERPRINT[-2:])
+    .select_from(_JOINED)
+    .where(
+        connections.c.provider == sa.bindparam("provider"),
+        connections.c.tenant_id == sa.bindparam("tenant"),
+        connections.c.environment_id == sa.bindparam("env"),
+    )
+)
 
 
 def fingerprint(row: Any) -> tuple[Any, ...]:
@@ -104,7 +119,7 @@ def fingerprint(row: Any) -> tuple[Any, ...]:
 
 
 def _unchanged(connection_id: str, seen: tuple[Any, ...]) -> Callable[[sa.Connection], None]:
-    """The check run inside the storing transaction: the connection row still as ``seen``."""
+    """The check run inside the storing transaction: the connection row (and its provider's) still as ``seen``."""
 
     def check(db: sa.Connection) -> None:
         current = db.execute(_CURRENT, {"cid": connection_id}).first()
@@ -309,16 +324,14 @@ class WebhookEntry:
         cached = None if fresh else self._contexts.get(key)
         if cached is not None:
             return (*cached, True)
-        c = connections.c
         with self.hub.engine.connect() as db:
-            row = db.execute(
-                sa.select(connections).where(c.provider == key[0], c.tenant_id == key[1], c.environment_id == key[2])
-            ).first()
+            row = db.execute(_FIND, {"provider": key[0], "tenant": key[1], "env": key[2]}).first()
         if row is None or row.status == ConnectionStatus.DISABLED:
             with self._lock:
                 self._contexts.pop(key, None)
             raise Refused(404, {"error": "not found"})
-        entry = (fingerprint(row), self.hub.context_from_row(row))
+        app = dict(row.app_settings or {}), self.hub.keys.decrypt(row.app_secrets)
+        entry = (fingerprint(row), self.hub.context_from_row(row, app))
         with self._lock:
             self._contexts[key] = entry
         return (*entry, False)

@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
+
 from integration_core.context import ProviderContext
 from integration_core.errors import AuthError, PermanentError, RateLimitedError, TransientError
 from integration_core.hookspecs import hookimpl
@@ -24,6 +26,7 @@ from integration_core.models import (
     ProviderInfo,
     RateLimit,
     RemoteInvoice,
+    SettingField,
     WebhookRequest,
 )
 from integration_core.providers import ledger as _ledger
@@ -97,7 +100,12 @@ def _call(ctx: ProviderContext, op: str, action: Callable[[], T]) -> T:
 @hookimpl
 def provider_info() -> ProviderInfo:
     info = _ledger.provider_info()
-    return ProviderInfo(name="faulty", title="Fault-injecting ledger (stub)", version=info.version, fields=info.fields)
+    # Its connections may leave webhook_secret to the provider-level value (``providers configure faulty``).
+    fields = tuple(attrs.evolve(f, required=False) if f.name == "webhook_secret" else f for f in info.fields)
+    app_fields = (SettingField("webhook_secret", "default webhook secret of every faulty connection", secret=True,
+                               required=False),)
+    return ProviderInfo(name="faulty", title="Fault-injecting ledger (stub)", version=info.version, fields=fields,
+                        app_fields=app_fields)
 
 
 @hookimpl
