@@ -146,15 +146,28 @@ def test_a_missed_payment_is_caught_by_the_scheduled_reconciliation(world: World
     assert len(world.host.payments(inv.id)) == 1
 
 
-def test_a_failed_run_keeps_its_cursor_and_the_next_one_catches_up(world: World) -> None:
+@pytest.mark.parametrize("fault", ["error", "rate_limit"])
+def test_a_failing_fetch_ends_the_run_there_and_the_next_one_catches_up(world: World, fault: str) -> None:
+    inv, remote = world.invoice("50.00")
+    reconcile(world.hub, world.conn.id)
+    world.emulator.record_payment(world.org, remote, amount="50.00")  # no webhook
+    if fault == "error":  # the invoice's payments list fails once
+        world.emulator.fail_next(1, 500, method="GET", path_prefix="/books/v3/invoices/")
+    else:
+        world.emulator.rate_limit_next(1, method="GET", path_prefix="/books/v3/invoices/")
+    stopped = reconcile(world.hub, world.conn.id)
+    assert stopped.events == 0 and world.host.payments(inv.id) == []
+    again = reconcile(world.hub, world.conn.id)
+    assert again.counts["applied"] == 1 and len(world.host.payments(inv.id)) == 1
+
+
+def test_a_failed_list_keeps_the_cursor(world: World) -> None:
     inv, remote = world.invoice("50.00")
     reconcile(world.hub, world.conn.id)
     cursor = world.cursor()
-    world.emulator.record_payment(world.org, remote, amount="50.00")  # no webhook
-    world.emulator.fail_next(1, 500, method="GET", path_prefix="/books/v3/invoices/")  # the payments list fails
+    world.emulator.record_payment(world.org, remote, amount="50.00")
+    world.emulator.fail_next(1, 500, method="GET", path_prefix="/books/v3/contacts")
     with pytest.raises(TransientError):
         reconcile(world.hub, world.conn.id)
     assert world.cursor() == cursor and world.host.payments(inv.id) == []
-    again = reconcile(world.hub, world.conn.id)
-    assert again.counts["applied"] == 1 and len(world.host.payments(inv.id)) == 1
-    assert world.cursor() != cursor
+    assert reconcile(world.hub, world.conn.id).counts["applied"] == 1

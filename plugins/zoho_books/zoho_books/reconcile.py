@@ -26,7 +26,8 @@ The cursor is JSON: ``{"v": 1, "invoices": <newest invoice last_modified_time>, 
 customer created_time>, "done": [...]}``, each time as Zoho wrote it (its own offset; our clock never
 enters after the first run, which looks back ``FIRST_RUN_LOOKBACK``). A run fetches the payments of at most
 ``MAX_FETCHES`` invoices (the organization allows 100 requests a minute, shared with the outbox); the rest
-wait for the next run, which starts at the first one left.
+wait for the next run, which starts at the first one left. So does everything after a fetch that is rate
+limited or fails for a while: a run keeps what it did instead of starting over.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from integration_core.context import ProviderContext
-from integration_core.errors import PermanentError, WebhookRejected
+from integration_core.errors import PermanentError, RateLimitedError, TransientError, WebhookRejected
 from integration_core.models import Event, Ignored
 
 from . import webhooks
@@ -170,6 +171,11 @@ def invoice_changes(client: ZohoClient, since_text: str, done: set[str]) -> tupl
             fetches += 1
             try:
                 record = _paid_record(client, invoice_id, row)
+            except (RateLimitedError, TransientError) as exc:
+                # keep what is done; the next run starts at this invoice (the rate window, or Zoho, recovers)
+                log.info("zoho_books: reconciliation stops at invoice %s until the next run (%s)", invoice_id, exc)
+                next_since, stopped = stamp, True
+                break
             except PermanentError as exc:
                 # 1002: deleted meanwhile, nothing to record; anything else must not block every later change
                 level = logging.INFO if exc.code == NOT_FOUND else logging.WARNING
