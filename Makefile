@@ -20,12 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check integration_core plugins tests bench reference_host demo examples conftest.py
-	$(BIN)/mypy integration_core
+	$(BIN)/mypy integration_core plugins/zoho_books/zoho_books plugins/quickbooks/quickbooks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check integration_core plugins tests bench reference_host demo examples conftest.py
-	$(BIN)/mypy integration_core
+	$(BIN)/mypy integration_core plugins/zoho_books/zoho_books plugins/quickbooks/quickbooks
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

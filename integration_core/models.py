@@ -152,6 +152,11 @@ class ProviderInfo:
     app_fields: tuple[SettingField, ...] = ()
 
 
+def _int_map(value: Mapping[str, int]) -> dict[str, int]:
+    """A private copy of a cost table, so a caller's later change cannot reach a frozen value."""
+    return dict(value)
+
+
 @attrs.frozen
 class RateLimit:
     """A provider account's documented limits; the core keeps every account under them.
@@ -165,7 +170,7 @@ class RateLimit:
     requests: int
     per_seconds: float
     concurrency: int = 1
-    costs: Mapping[str, int] = attrs.field(factory=dict, converter=dict, hash=False)
+    costs: Mapping[str, int] = attrs.field(factory=dict, converter=_int_map, hash=False)
     metered: bool = False
 
 

@@ -58,7 +58,8 @@ def fetch_organization(client: ZohoClient) -> dict[str, Any]:
     code = str(org.get("currency_code") or "").upper()
     if code:
         _cache_put(client, "base_currency", code)
-    address = org.get("address") if isinstance(org.get("address"), dict) else {}
+    given = org.get("address")
+    address: dict[str, Any] = given if isinstance(given, dict) else {}
     _cache_put(client, "profile", {"country": str(org.get("country") or address.get("country") or ""),
                                    "state": str(address.get("state_code") or address.get("state") or "").upper()})
     return org

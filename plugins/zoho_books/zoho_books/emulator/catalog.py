@@ -34,8 +34,11 @@ def _money(value: Any, name: str) -> Decimal:
 class CatalogMixin:
     lock: threading.RLock
 
-    def org(self, org_id: str) -> Organization: ...  # provided by BooksState
-    def new_id(self) -> str: ...  # provided by BooksState
+    def org(self, org_id: str) -> Organization:  # provided by BooksState
+        raise NotImplementedError
+
+    def new_id(self) -> str:  # provided by BooksState
+        raise NotImplementedError
 
     # ----------------------------------------------------------------- items (items.yml)
     def create_item(self, org_id: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +76,7 @@ class CatalogMixin:
                 raise mandatory("tax_exemption_id")  # "mandatory if is_taxable is false" (items.yml:564)
             if exemption:
                 self._exemption(org, exemption)
-            item = {
+            item: dict[str, Any] = {
                 "item_id": self.new_id(),
                 "name": name.strip(),
                 "status": "active",
@@ -128,10 +131,11 @@ class CatalogMixin:
             specific = str(data.get("tax_specific_type") or "")
             if specific and specific not in TAX_SPECIFIC_TYPES.get(org.edition, (specific,)):
                 raise invalid("tax_specific_type")
-            tax = {"tax_id": self.new_id(), "tax_name": name, "tax_percentage": pct, "tax_type": tax_type,
-                   "tax_specific_type": specific, "country_code": str(data.get("country_code") or ""),
-                   "is_value_added": bool(data.get("is_value_added", True)), "is_editable": True,
-                   "is_default_tax": False}
+            tax: dict[str, Any] = {
+                "tax_id": self.new_id(), "tax_name": name, "tax_percentage": pct, "tax_type": tax_type,
+                "tax_specific_type": specific, "country_code": str(data.get("country_code") or ""),
+                "is_value_added": bool(data.get("is_value_added", True)), "is_editable": True,
+                "is_default_tax": False}
             org.taxes[tax["tax_id"]] = tax
             return copy.deepcopy(tax)
 
@@ -151,7 +155,7 @@ class CatalogMixin:
                 if tax is None:
                     raise invalid("taxes")
                 members.append(tax["tax_id"])
-            group = {"tax_group_id": self.new_id(), "tax_group_name": name, "taxes": members}
+            group: dict[str, Any] = {"tax_group_id": self.new_id(), "tax_group_name": name, "taxes": members}
             org.tax_groups[group["tax_group_id"]] = group
             return self._group_body(org, group)
 

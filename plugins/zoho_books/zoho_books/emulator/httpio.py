@@ -20,7 +20,9 @@ REASONS = {
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+        exponent = value.as_tuple().exponent  # 'n', 'N' or 'F' for NaN and infinity
+        whole = isinstance(exponent, int) and exponent >= 0 and value == value.to_integral_value()
+        return int(value) if whole else float(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 

@@ -39,7 +39,7 @@ class _ServerHandler(ServerHandler):
     """Skips writing when the app already broke the connection on purpose (lost-response fault)."""
 
     def finish_response(self) -> None:
-        if self.environ.get(LOST_KEY):
+        if self.environ.get(LOST_KEY):  # type: ignore[attr-defined]
             self.close()
             return
         super().finish_response()
@@ -67,7 +67,7 @@ class _RequestHandler(WSGIRequestHandler):
         if not self.parse_request():
             return
         handler = _ServerHandler(
-            self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True
+            self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True  # type: ignore[arg-type]
         )
         handler.request_handler = self  # type: ignore[attr-defined]
         try:

@@ -11,7 +11,8 @@ SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
 
 def signing_message(body: bytes, params: Mapping[str, str] | None = None) -> bytes:
     """Query-string and form params (URL-decoded) sorted by key as key+value, then the raw body."""
-    prefix = "".join(f"{key}{params[key]}" for key in sorted(params or {}))
+    given = params or {}
+    prefix = "".join(f"{key}{given[key]}" for key in sorted(given))
     return prefix.encode("utf-8") + body
 
 

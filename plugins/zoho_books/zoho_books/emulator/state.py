@@ -219,7 +219,7 @@ class BooksState(CatalogMixin):
     ) -> dict[str, Any]:
         code = code.upper()
         name, default_symbol = CURRENCY_INFO.get(code, (code, code))
-        cur = {
+        cur: dict[str, Any] = {
             "currency_id": self.new_id(),
             "currency_code": code,
             "currency_name": name,
@@ -366,7 +366,7 @@ class BooksState(CatalogMixin):
     def _persons(self, persons_in: Any) -> list[dict[str, Any]]:
         if not isinstance(persons_in, list) or not all(isinstance(p, dict) for p in persons_in):
             raise invalid("contact_persons")
-        persons = []
+        persons: list[dict[str, Any]] = []
         for p in persons_in:
             persons.append({
                 "contact_person_id": self.new_id(),
