@@ -391,28 +391,29 @@ def _customers_inbound(db: sa.Connection, conn: Connection) -> bool:
     return conn.sync.customers_inbound if value is None else bool(value)
 
 
-def apply_waiting(hub: Hub, connection_id: str, remote_invoice_id: str) -> list[EventOutcome]:
-    """Apply the invoice events that arrived before ``remote_invoice_id`` was linked to a local invoice.
+def waiting_events(db: sa.Connection, connection_id: str, remote_invoice_id: str) -> list[int]:
+    """Ids of the invoice events :func:`apply_waiting` would apply (read in the caller's transaction)."""
+    c = inbox_events.c
+    return list(db.execute(sa.select(c.id).where(
+        c.connection_id == connection_id, c.remote_id == remote_invoice_id,
+        c.status.in_((*_APPLICABLE, EventStatus.IGNORED)),
+        c.kind.in_(("invoice_paid", "invoice_voided", "payment_reversed")),
+    ).order_by(c.id)).scalars())
+
+
+def apply_waiting(hub: Hub, connection_id: str, remote_invoice_id: str,
+                  ids: Sequence[int] | None = None) -> list[EventOutcome]:
+    """Apply the invoice events that arrived before ``remote_invoice_id`` was linked to a local invoice
+    (``ids``: as :func:`waiting_events` read them in the transaction that linked it).
 
     Called right after the outbox links an invoice. A payment webhook can beat the link: the push's
     response was lost and the customer paid before the retry adopted the invoice. Without this the
     payment would stay ``ignored`` for good. Each event is re-checked under its row lock, so an event
     being applied concurrently by a redelivery is applied once.
     """
-    c = inbox_events.c
-    with hub.engine.connect() as db:
-        ids = list(
-            db.execute(
-                sa.select(c.id)
-                .where(
-                    c.connection_id == connection_id,
-                    c.remote_id == remote_invoice_id,
-                    c.status.in_((*_APPLICABLE, EventStatus.IGNORED)),
-                    c.kind.in_(("invoice_paid", "invoice_voided", "payment_reversed")),
-                )
-                .order_by(c.id)
-            ).scalars()
-        )
+    if ids is None:
+        with hub.engine.connect() as db:
+            ids = waiting_events(db, connection_id, remote_invoice_id)
     if not ids:
         return []
     conn = hub.get_connection(connection_id)

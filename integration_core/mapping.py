@@ -17,6 +17,8 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .context import Mappings
 from .errors import IntegrationError
@@ -126,6 +128,25 @@ def link(conn: sa.Connection, connection_id: str, entity_type: str, local: str, 
             )
     except sa.exc.IntegrityError as exc:
         raise MappingConflict(f"{entity_type} {local!r} ⇄ {remote!r} conflicts with a concurrent link") from exc
+
+
+_NEW_LINK = {
+    "sqlite": sqlite_insert(entity_mappings).on_conflict_do_nothing().returning(_m.id),
+    "postgresql": pg_insert(entity_mappings).on_conflict_do_nothing().returning(_m.id),
+}
+
+
+def link_new(conn: sa.Connection, connection_id: str, entity_type: str, local: str, remote: str,
+             fingerprint: str | None = None) -> None:
+    """:func:`link` in one statement when neither id is linked yet (a record's first link, the usual case);
+    else as :func:`link`: nothing for the same pair, ``MappingConflict`` for another."""
+    insert = _NEW_LINK.get(conn.dialect.name)
+    if insert is not None:
+        values = {"connection_id": connection_id, "entity_type": entity_type, "local_id": local,
+                  "remote_id": remote, "created_at": utcnow(), "fingerprint": fingerprint}
+        if conn.execute(insert, values).first() is not None:
+            return
+    link(conn, connection_id, entity_type, local, remote, fingerprint)
 
 
 def unlink(conn: sa.Connection, connection_id: str, entity_type: str, local: str) -> bool:

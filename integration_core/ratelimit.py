@@ -61,6 +61,14 @@ def _bucket(limit: RateLimit, at: float) -> float:
     return math.ceil(at * 1000) / 1000  # rounded up: a request never counts as earlier than it was
 
 
+def _append(log: list[list[Any]], limit: RateLimit, at: float, n: int) -> None:
+    key = _bucket(limit, at)
+    if log and log[-1][0] == key:
+        log[-1][1] += min(n, limit.requests)
+    else:
+        log.append([key, min(n, limit.requests)])
+
+
 def wait_for(state: dict[str, Any], limit: RateLimit, n: int, now: float, guard: float, holder: str | None) -> float:
     """Seconds until ``n`` requests (and ``holder``'s in-flight slot) fit; 0.0 when they fit now.
 
@@ -94,40 +102,74 @@ def spend(
     guard: float = 0.0,
     holder: str | None = None,
     hold_seconds: float = 300.0,
-    now: dt.datetime | None = None,
+    now: dt.datetime | float | None = None,
+    read: bool = True,
+    raw_state: str | None = None,
 ) -> float:
     """In the caller's transaction: record ``n`` requests now if ``need`` (default ``n``) fit the window.
 
     With ``holder``, the worker also takes (or keeps) one of the account's in-flight slots until
-    ``hold_seconds`` from now. Returns 0.0 when granted, else the seconds to wait (nothing written)."""
-    at = _epoch(now)
+    ``hold_seconds`` from now. ``read=False``: the caller read ``raw_state`` under the row's lock already.
+    Returns 0.0 when granted, else the seconds to wait (nothing written)."""
+    at = now if isinstance(now, float) else _epoch(now)
     c = connections.c
-    raw = db.execute(lock_rows(db, sa.select(c.rate_state).where(c.id == connection_id))).scalar_one_or_none()
-    state = _load(raw)
+    state = _load(_read_locked(db, connection_id) if read else raw_state)
     wait = wait_for(state, limit, max(n, need or 0), at, guard, holder)
     if wait > 0:
         return wait
     if n > 0:
-        key = _bucket(limit, at)
-        log = state["log"]
-        if log and log[-1][0] == key:
-            log[-1][1] += min(n, limit.requests)
-        else:
-            log.append([key, min(n, limit.requests)])
+        _append(state["log"], limit, at, n)
     if holder is not None:
         state["busy"][holder] = round(at + hold_seconds, 3)
     db.execute(connections.update().where(c.id == connection_id).values(rate_state=json.dumps(state)))
     return 0.0
 
 
+def _read_locked(db: sa.Connection, connection_id: str) -> str | None:
+    c = connections.c
+    return db.execute(lock_rows(db, sa.select(c.rate_state).where(c.id == connection_id))).scalar_one_or_none()
+
+
+def restamp(db: sa.Connection, connection_id: str, limit: RateLimit, granted: float, *, now: float | None = None,
+            guard: float = 0.0) -> bool:
+    """Move one request granted at ``granted`` (not sent yet) to now, in the caller's transaction: the window
+    holds the same count, and the request counts from when it is really sent. False when that grant has
+    left the log already (the caller spends anew)."""
+    at = time.time() if now is None else now
+    c = connections.c
+    state = _load(_read_locked(db, connection_id))
+    wait_for(state, limit, 0, at, guard, None)  # drops expired buckets
+    log = state["log"]
+    key = _bucket(limit, granted)
+    for i, (t, count) in enumerate(log):
+        if t == key and count > 0:
+            if count == 1:
+                del log[i]
+            else:
+                log[i][1] = count - 1
+            break
+    else:
+        return False
+    _append(log, limit, at, 1)
+    db.execute(connections.update().where(c.id == connection_id).values(rate_state=json.dumps(state)))
+    return True
+
+
+def drop_holder(raw: str | None, holder: str) -> str | None:
+    """``raw`` without ``holder``'s in-flight slot, or None when it holds none (nothing to write)."""
+    state = _load(raw)
+    if holder not in state["busy"]:
+        return None
+    del state["busy"][holder]
+    return json.dumps(state)
+
+
 def release(db: sa.Connection, connection_id: str, holder: str) -> None:
     """Give ``holder``'s in-flight slot back (in the caller's transaction)."""
     c = connections.c
-    raw = db.execute(lock_rows(db, sa.select(c.rate_state).where(c.id == connection_id))).scalar_one_or_none()
-    state = _load(raw)
-    if holder in state["busy"]:
-        del state["busy"][holder]
-        db.execute(connections.update().where(c.id == connection_id).values(rate_state=json.dumps(state)))
+    raw = drop_holder(_read_locked(db, connection_id), holder)
+    if raw is not None:
+        db.execute(connections.update().where(c.id == connection_id).values(rate_state=raw))
 
 
 def granted_in(engine: sa.Engine, connection_id: str) -> int:
@@ -193,6 +235,7 @@ class Budget:
         self.hold_seconds = hold_seconds
         self.credits = 0  # requests spent in the log but not made yet (metered providers)
         self._credit_at = 0.0
+        self._granted = 0.0  # when the credit was granted (the log's clock)
         self.holding = False
 
     def cost(self, operation: str) -> int:
@@ -200,16 +243,18 @@ class Budget:
             return max(0, int(self.limit.costs[operation]))
         return max(0, int(self.fallback_costs.get(operation, 1)))
 
-    def take_in(self, db: sa.Connection, operation: str) -> float:
-        """Spend ``operation``'s cost in the caller's transaction; 0.0 when granted, else the wait."""
+    def take_in(self, db: sa.Connection, operation: str, *, read: bool = True, raw_state: str | None = None) -> float:
+        """Spend ``operation``'s cost in the caller's transaction; 0.0 when granted, else the wait.
+        ``read=False``: ``raw_state`` is the row's ``rate_state``, read under its lock in this transaction."""
         if self.limit is None:
             return 0.0
         cost = self.cost(operation)
         n = min(cost, 1) if self.limit.metered else cost
+        at = time.time()
         wait = spend(db, self.connection_id, self.limit, n, need=cost, guard=self.guard, holder=self.holder,
-                     hold_seconds=self.hold_seconds)
+                     hold_seconds=self.hold_seconds, now=at, read=read, raw_state=raw_state)
         if wait == 0.0:
-            self.credits, self._credit_at, self.holding = n, time.monotonic(), True
+            self.credits, self._credit_at, self._granted, self.holding = n, time.monotonic(), at, True
         return wait
 
     def take(self, operation: str) -> None:
@@ -221,10 +266,16 @@ class Budget:
         if self.limit is None or not self.limit.metered:
             return
         for _ in range(count):
-            if self.credits > 0 and time.monotonic() - self._credit_at <= max(self.guard / 2, 0.05):
+            if self.credits > 0:
                 self.credits -= 1
-                continue
-            self.credits = 0  # a stale credit stays in the log (counted early: stricter, never over)
+                if time.monotonic() - self._credit_at <= max(self.guard / 2, 0.05):
+                    continue
+                # Granted too long ago to pass for sent now (the guard covers only the way to the provider):
+                # that grant moves to now, so the window keeps its count and no second request is spent.
+                with self.engine.begin() as db:
+                    if restamp(db, self.connection_id, self.limit, self._granted, guard=self.guard):
+                        continue
+            self.credits = 0
             self._until_granted(self._one, RateLimitedError)
 
     def end_call(self) -> None:

@@ -12,6 +12,7 @@ from .. import mapping
 from ..context import ProviderContext
 from ..models import Invoice, RateLimit
 from ..plugins import ProviderHooks
+from ..store.schema import entity_mappings
 
 log = logging.getLogger("integration_core.outbox.drain")
 
@@ -54,6 +55,16 @@ class Started:
     first_call: str | None
 
 
+_m = entity_mappings.c
+_LINKS = sa.select(_m.entity_type, _m.remote_id, _m.fingerprint).where(  # the contact's and the invoice's links
+    _m.connection_id == sa.bindparam("cid"),
+    sa.or_(
+        sa.and_(_m.entity_type == sa.bindparam("ctype"), _m.local_id == sa.bindparam("customer")),
+        sa.and_(_m.entity_type == mapping.INVOICE, _m.local_id == sa.bindparam("invoice")),
+    ),
+)
+
+
 def read_links(db: sa.Connection, connection_id: str, row: Any) -> Links:
     if row.entity_type != mapping.INVOICE:
         return Links()
@@ -63,9 +74,15 @@ def read_links(db: sa.Connection, connection_id: str, row: Any) -> Links:
         return Links()
     contact_type = mapping.contact_type(invoice.currency)
     contact_print = mapping.fingerprint(invoice.customer.to_dict())
-    contact_id, sent_print = mapping.remote_and_fingerprint(db, connection_id, contact_type, invoice.customer.id)
+    contact_id = sent_print = invoice_id = None
+    for row_ in db.execute(_LINKS, {"cid": connection_id, "ctype": contact_type, "customer": invoice.customer.id,
+                                    "invoice": invoice.id}):
+        if row_.entity_type == mapping.INVOICE:
+            invoice_id = row_.remote_id
+        else:
+            contact_id, sent_print = row_.remote_id, row_.fingerprint
     return Links(
-        invoice_id=mapping.remote_id(db, connection_id, mapping.INVOICE, invoice.id),
+        invoice_id=invoice_id,
         contact_id=contact_id,
         contact_type=contact_type,
         contact_print=contact_print,

@@ -33,10 +33,10 @@ from ..notices import FETCH
 from ..plugins import ProviderHooks
 from ..ratelimit import Budget
 from ..redact import safe_error
-from ..store.schema import connections, outbox_tasks, utcnow
+from ..store.schema import UTCDateTime, connections, outbox_tasks, utcnow
 from .fetch import FetchTasks
 from .finish import _LeaseLost
-from .schedule import task_audit
+from .schedule import bulk_audit, task_audit
 from .settings import TickStats
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,19 @@ class _Hold(Exception):
 class _Parent:
     invoice: Invoice
     remote_id: str
+
+
+_t = outbox_tasks.c
+_NOW = sa.bindparam("b_now", type_=UTCDateTime)
+_RELEASE_HELD = (
+    outbox_tasks.update()
+    .where(
+        _t.connection_id == sa.bindparam("b_cid"), _t.parent_id == sa.bindparam("b_parent"),
+        _t.status == TaskStatus.FAILED, _t.last_error.like(HELD + "%"),
+    )
+    .values(status=TaskStatus.PENDING, next_attempt_at=_NOW, last_error=None, updated_at=_NOW)
+    .returning(_t.id)
+)
 
 
 class DependentTasks(FetchTasks):
@@ -147,28 +160,11 @@ class DependentTasks(FetchTasks):
             f"retry that invoice's task: this {what} follows once it is pushed"
         )
 
-    def _release_dependents(self, connection_id: str, invoice_id: str) -> int:
-        """Held payment and void tasks of an invoice that has just been linked go back to ``pending``."""
-        t = outbox_tasks.c
+    def _release_held(self, db: sa.Connection, connection_id: str, invoice_id: str) -> int:
+        """In the transaction that links an invoice: its held payment and void tasks go back to ``pending``."""
         now = utcnow()
-        with self.engine.begin() as db:
-            ids = list(
-                db.execute(
-                    sa.select(t.id).where(
-                        t.connection_id == connection_id,
-                        t.parent_id == invoice_id,
-                        t.status == TaskStatus.FAILED,
-                        t.last_error.like(HELD + "%"),
-                    )
-                ).scalars()
-            )
-            for task_id in ids:
-                db.execute(
-                    outbox_tasks.update()
-                    .where(t.id == task_id, t.status == TaskStatus.FAILED)
-                    .values(status=TaskStatus.PENDING, next_attempt_at=now, last_error=None, updated_at=now)
-                )
-                task_audit(db, task_id, connection_id, "released", f"invoice {invoice_id} is linked now")
+        ids = list(db.execute(_RELEASE_HELD, {"b_cid": connection_id, "b_parent": invoice_id, "b_now": now}).scalars())
+        bulk_audit(db, connection_id, ids, "released", f"invoice {invoice_id} is linked now")
         return len(ids)
 
     # --- pushes ------------------------------------------------------------------------------------
