@@ -154,13 +154,3 @@ def stored_request(request: WebhookRequest) -> dict[str, Any]:
     that may carry a credential (a replay is not verified again: the delivery was verified when it came)."""
     return {"method": request.method, "path": request.path, "query": {k: list(v) for k, v in request.query.items()},
             "headers": {k: v for k, v in request.headers.items() if not _CREDENTIAL_HEADER.search(k)}}
-
-
-def list_unrouted(hub: Hub, provider: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """The provider-level deliveries that named no connection, newest first (for the CLI and tests)."""
-    u = unrouted_events.c
-    query = sa.select(unrouted_events).order_by(u.id.desc()).limit(limit)
-    if provider is not None:
-        query = query.where(u.provider == provider)
-    with hub.engine.connect() as db:
-        return [dict(r._mapping) for r in db.execute(query)]

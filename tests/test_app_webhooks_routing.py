@@ -19,7 +19,6 @@ import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from integration_core.app_webhooks import list_unrouted
 from integration_core.cli import main
 from integration_core.config import Config
 from integration_core.hub import Hub
@@ -27,6 +26,7 @@ from integration_core.plugins import EXTRA_PROVIDERS_ENV
 from integration_core.server import running
 from integration_core.store import create_engine_for, upgrade
 from integration_core.store.schema import audit_log, connections, inbox_events, utcnow
+from integration_core.unrouted import list_unrouted
 from tests.providers import relay
 
 from .test_inbound_support import RecordingHost
@@ -123,7 +123,7 @@ def test_routing_backfills_a_connection_without_account_key(lazy_hub: Hub, host:
         assert answer.status_code == 200 and answer.json()["unrouted"] == 1 and answer.json()["events"] == 0
     assert sorted((c["tenant"], c["name"]) for c in host.customers.values()) == [("tenant0", "Ada"),
                                                                                  ("tenant1", "Bob")]
-    assert [u["account_key"] for u in list_unrouted(lazy_hub, "relay")] == ["acct-9"]
+    assert [u["account_key"] for u in list_unrouted(lazy_hub, provider="relay")] == ["acct-9"]
     with lazy_hub.engine.connect() as db:
         routed = db.execute(sa.select(inbox_events.c.connection_id, inbox_events.c.dedupe_key)
                             .order_by(inbox_events.c.id)).fetchall()

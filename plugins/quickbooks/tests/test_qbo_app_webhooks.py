@@ -24,7 +24,6 @@ from click.testing import CliRunner
 from qbo_helpers import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, VERIFIER_TOKEN, authorize
 from quickbooks import webhooks
 
-from integration_core.app_webhooks import list_unrouted
 from integration_core.cli import main
 from integration_core.config import Config
 from integration_core.hub import Hub
@@ -33,6 +32,7 @@ from integration_core.outbox import Outbound, OutboundSettings
 from integration_core.scheduler import Worker, drain_until_idle
 from integration_core.server import RunningServer, running
 from integration_core.store.schema import connections, inbox_events, outbox_tasks, provider_configs
+from integration_core.unrouted import list_unrouted
 from integration_core.vault import generate_key, read_key_file, write_key_file
 from reference_host import ReferenceHost
 
@@ -169,7 +169,7 @@ def test_an_unknown_company_is_acknowledged_and_recorded_as_ignored(ic_hub, qbo_
             "Content-Type": "application/cloudevents-batch+json",
             "intuit-signature": webhooks.signature(VERIFIER_TOKEN, body)})
         assert answer.status_code == 200 and answer.json()["unrouted"] == 1 and answer.json()["events"] == 0
-    unrouted = list_unrouted(ic_hub, "quickbooks")
+    unrouted = list_unrouted(ic_hub, provider="quickbooks")
     assert len(unrouted) == 1 and unrouted[0]["account_key"] == "123456789"
     assert "123456789" in unrouted[0]["reason"] and unrouted[0]["deliveries"] == 2
     assert len(rows(ic_hub, inbox_events)) == before
