@@ -88,13 +88,17 @@ def _sqlite_engine(url: str, **kwargs: Any) -> sa.Engine:
         if path is not None:
             _check_identity(path, identity)
         held = writer.acquire(_LOCK_TIMEOUT)
+        dbapi_conn = conn.connection.dbapi_connection
         try:
             # BEGIN IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrades between threads.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Sent by the driver itself: SQLAlchemy's statement machinery would run while every writer waits.
+            dbapi_conn.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            writer.release(held)
+            raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
         except BaseException:
             writer.release(held)
             raise
-        dbapi_conn = conn.connection.dbapi_connection
         if isinstance(dbapi_conn, _SQLiteConnection):
             dbapi_conn.held = (writer, held)
         else:  # pragma: no cover: another driver connection class; let go as its COMMIT starts
