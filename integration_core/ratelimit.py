@@ -34,6 +34,8 @@ from .models import RateLimit
 from .store.db import lock_rows
 from .store.schema import connections, utcnow
 
+_SAVE = connections.update().where(connections.c.id == sa.bindparam("b_cid")).values(
+    rate_state=sa.bindparam("b_state"))
 MAX_BUCKETS = 500  # log resolution: W / MAX_BUCKETS (0.12 s for a minute)
 
 
@@ -112,7 +114,6 @@ def spend(
     ``hold_seconds`` from now. ``read=False``: the caller read ``raw_state`` under the row's lock already.
     Returns 0.0 when granted, else the seconds to wait (nothing written)."""
     at = now if isinstance(now, float) else _epoch(now)
-    c = connections.c
     state = _load(_read_locked(db, connection_id) if read else raw_state)
     wait = wait_for(state, limit, max(n, need or 0), at, guard, holder)
     if wait > 0:
@@ -121,7 +122,7 @@ def spend(
         _append(state["log"], limit, at, n)
     if holder is not None:
         state["busy"][holder] = round(at + hold_seconds, 3)
-    db.execute(connections.update().where(c.id == connection_id).values(rate_state=json.dumps(state)))
+    db.execute(_SAVE, {"b_cid": connection_id, "b_state": json.dumps(state)})
     return 0.0
 
 
@@ -136,7 +137,6 @@ def restamp(db: sa.Connection, connection_id: str, limit: RateLimit, granted: fl
     holds the same count, and the request counts from when it is really sent. False when that grant has
     left the log already (the caller spends anew)."""
     at = time.time() if now is None else now
-    c = connections.c
     state = _load(_read_locked(db, connection_id))
     wait_for(state, limit, 0, at, guard, None)  # drops expired buckets
     log = state["log"]
@@ -151,7 +151,7 @@ def restamp(db: sa.Connection, connection_id: str, limit: RateLimit, granted: fl
     else:
         return False
     _append(log, limit, at, 1)
-    db.execute(connections.update().where(c.id == connection_id).values(rate_state=json.dumps(state)))
+    db.execute(_SAVE, {"b_cid": connection_id, "b_state": json.dumps(state)})
     return True
 
 
@@ -166,10 +166,9 @@ def drop_holder(raw: str | None, holder: str) -> str | None:
 
 def release(db: sa.Connection, connection_id: str, holder: str) -> None:
     """Give ``holder``'s in-flight slot back (in the caller's transaction)."""
-    c = connections.c
     raw = drop_holder(_read_locked(db, connection_id), holder)
     if raw is not None:
-        db.execute(connections.update().where(c.id == connection_id).values(rate_state=raw))
+        db.execute(_SAVE, {"b_cid": connection_id, "b_state": raw})
 
 
 def granted_in(engine: sa.Engine, connection_id: str) -> int:

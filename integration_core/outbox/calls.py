@@ -48,11 +48,12 @@ class Links:
 
 @attrs.frozen
 class Started:
-    """A task marked in flight, its links, and the call already paid for."""
+    """A task marked in flight, its links, the call already paid for, and its invoice (an invoice task)."""
 
     task: Any
     links: Links
     first_call: str | None
+    invoice: Invoice | None = None
 
 
 _m = entity_mappings.c
@@ -65,12 +66,18 @@ _LINKS = sa.select(_m.entity_type, _m.remote_id, _m.fingerprint).where(  # the c
 )
 
 
-def read_links(db: sa.Connection, connection_id: str, row: Any) -> Links:
+def parse_invoice(row: Any) -> Invoice | None:
+    """An invoice task's payload as an :class:`Invoice`; None for another kind of task or a bad payload."""
     if row.entity_type != mapping.INVOICE:
-        return Links()
+        return None
     try:
-        invoice = Invoice.from_dict(row.payload)
+        return Invoice.from_dict(row.payload)
     except (KeyError, TypeError, ValueError):
+        return None
+
+
+def read_links(db: sa.Connection, connection_id: str, invoice: Invoice | None) -> Links:
+    if invoice is None:
         return Links()
     contact_type = mapping.contact_type(invoice.currency)
     contact_print = mapping.fingerprint(invoice.customer.to_dict())

@@ -51,6 +51,12 @@ _RENEW_ROW = (  # a batch starts: the lease renewed, and the connection row back
     .values(lease_until=sa.bindparam("b_until", type_=UTCDateTime))
     .returning(*connections.c)
 )
+_LEASE_ROW = (  # a claim: the lease taken, and the connection row back from the same statement
+    connections.update()
+    .where(_c.id == _CID)
+    .values(lease_owner=sa.bindparam("b_owner"), lease_until=sa.bindparam("b_until", type_=UTCDateTime))
+    .returning(*connections.c)
+)
 _DUE = sa.select(  # when the connection is next due: its earliest pending task, or its earliest in-flight lease end
     sa.select(sa.func.min(_t.next_attempt_at))
     .where(_t.connection_id == _CID, _t.status == TaskStatus.PENDING).scalar_subquery(),
@@ -139,42 +145,77 @@ class Outbound(InvoiceTasks):
         the rest stay claimable meanwhile, so several workers (threads, processes) split the due connections."""
         stats = TickStats()
         drained: list[str] = []
+        batch = batch_size or self.settings.batch_size
         for _ in range(max_connections or self.settings.max_connections):
-            ids = self.claim(1, skip=drained)
-            if not ids:
+            claimed = self._claim_batch(drained, batch)
+            if claimed is None:
                 break
-            connection_id = ids[0]
-            drained.append(connection_id)
+            row, task_ids, resumed, more = claimed
+            drained.append(row.id)
             stats.claimed += 1
+            stats.resumed += resumed
             try:
-                stats.add(self.drain_connection(connection_id, batch_size or self.settings.batch_size))
+                stats.add(self._drain(row, task_ids))
             except DatabaseFileChanged:
                 raise  # the worker must stop (scheduler.Worker)
             except Exception as exc:  # one traceback, then counts: a full disk fails every connection
                 self._errors.failed(exc)
+            if not more:
+                break  # the claim saw no other due connection: no further claim this tick
         return stats
+
+    def _claim_batch(self, skip: Collection[str], batch_size: int) -> tuple[Any, list[int], int, bool] | None:
+        """Lease the earliest due connection (not in ``skip``) and read its batch, in one transaction: its row,
+        its due tasks (paused ones resumed first), and whether another due connection was seen."""
+        c = connections.c
+        with self.engine.begin() as db:
+            now = self.leases.now(db)
+            query = (
+                sa.select(c.id)
+                .where(c.next_due_at <= now, sa.or_(c.lease_owner.is_(None), c.lease_until < now))
+                .order_by(c.next_due_at)
+                .limit(2)
+            )
+            if skip:
+                query = query.where(c.id.not_in(list(skip)))
+            ids = list(db.execute(lock_rows(db, query, skip_locked=True)).scalars())
+            if not ids:
+                return None
+            row = db.execute(_LEASE_ROW, {"b_cid": ids[0], "b_owner": self.worker_id,
+                                          "b_until": now + self._lease()}).one()
+            task_ids, resumed = self._open_batch(db, row, batch_size)
+        return row, task_ids, resumed, len(ids) > 1
+
+    def _open_batch(self, db: sa.Connection, row: Any, batch_size: int) -> tuple[list[int], int]:
+        """In the transaction that leased or renewed the connection: its due tasks, paused ones resumed first."""
+        if not _can_push(row) or not _due(row):
+            return [], 0
+        # Tasks paused by an auth failure resume once the connection is active again, even when
+        # whoever re-activated it did not call resume_paused().
+        resumed = resume_all(db, row.id, utcnow())
+        return self._due_tasks(db, row.id, batch_size, utcnow()), resumed
 
     def drain_connection(self, connection_id: str, batch_size: int) -> TickStats:
         """Process up to ``batch_size`` due tasks of a connection this worker has leased."""
-        stats = TickStats()
-        task_ids: list[int] = []
         with self.engine.begin() as db:  # the lease renewed, the row, paused tasks resumed and due tasks: one read
             now = self.leases.now(db)
             row = db.execute(_RENEW_ROW, {"b_cid": connection_id, "b_owner": self.worker_id,
                                           "b_until": now + self._lease()}).first()
             if row is None:
-                return stats
-            active = row.status == ConnectionStatus.ACTIVE and bool(row.invoices_outbound)
-            due = row.next_due_at is None or row.next_due_at <= utcnow()
-            if active and due:
-                # Tasks paused by an auth failure resume once the connection is active again, even when
-                # whoever re-activated it did not call resume_paused().
-                stats.resumed += resume_all(db, connection_id, utcnow())
-                task_ids = self._due_tasks(db, connection_id, batch_size, utcnow())
-        if not active:
+                return TickStats()
+            task_ids, resumed = self._open_batch(db, row, batch_size)
+        stats = self._drain(row, task_ids)
+        stats.resumed += resumed
+        return stats
+
+    def _drain(self, row: Any, task_ids: list[int]) -> TickStats:
+        """Push the batch ``task_ids`` of the leased connection ``row``, then give the lease back."""
+        stats = TickStats()
+        connection_id = row.id
+        if not _can_push(row):
             self._park(connection_id, row.status, stats)
             return stats
-        if not due:
+        if not _due(row):
             self.release(connection_id)  # woken later by a retry schedule: nothing due yet
             return stats
         not_before: dt.datetime | None = None
@@ -245,3 +286,11 @@ class Outbound(InvoiceTasks):
                 )
             )
         stats.parked += 1
+
+
+def _can_push(row: Any) -> bool:
+    return row.status == ConnectionStatus.ACTIVE and bool(row.invoices_outbound)
+
+
+def _due(row: Any) -> bool:
+    return row.next_due_at is None or row.next_due_at <= utcnow()

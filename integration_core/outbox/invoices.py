@@ -68,11 +68,13 @@ class InvoiceTasks(TaskStart, DependentTasks):
         if task.entity_type != mapping.INVOICE:  # a payment or a void (see .payments), a fetch (see .fetch)
             self._process_dependent(conn, ctx, provider, budget, task, stats)
             return
-        try:
-            invoice = Invoice.from_dict(task.payload)
-        except (KeyError, TypeError, ValueError) as exc:  # the stored payload itself is bad: retrying cannot help
-            self._fail(task, f"bad invoice payload: {safe_error(exc)}", stats)
-            return
+        invoice = started.invoice
+        if invoice is None:
+            try:  # parsed once already: this only words the error
+                invoice = Invoice.from_dict(task.payload)
+            except (KeyError, TypeError, ValueError) as exc:  # the stored payload is bad: retrying cannot help
+                self._fail(task, f"bad invoice payload: {safe_error(exc)}", stats)
+                return
         remote = self._guarded(task, budget, stats, lambda: self._push(conn, ctx, provider, budget, started, invoice))
         if remote is not None and self._complete(task, remote):
             stats.done += 1

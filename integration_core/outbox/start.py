@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ..models import ConnectionStatus, TaskStatus
 from ..ratelimit import Budget
 from ..store.schema import UTCDateTime, audit_log, connections, outbox_tasks, utcnow
-from .calls import NoRoom, Started, read_links
+from .calls import NoRoom, Started, parse_invoice, read_links
 from .finish import TaskTransitions, _StopBatch
 from .leases import LeaseClock
 
@@ -76,7 +76,8 @@ class TaskStart(TaskTransitions):
             live = db.execute(_RENEW, {"b_cid": connection_id, "b_owner": self.worker_id, "b_until": until}).first()
             if live is None or live.status != ConnectionStatus.ACTIVE or not live.invoices_outbound:
                 raise _StopBatch()  # lost the lease, or may not push: the transaction rolls back
-            links = read_links(db, connection_id, task)
+            invoice = parse_invoice(task)
+            links = read_links(db, connection_id, invoice)
             first = links.first_call(lookup=task.attempts > 1 or bool(task.uncertain))
             detail = f"attempt {task.attempts} by {self.worker_id}"
             if orphan is not None:
@@ -87,7 +88,7 @@ class TaskStart(TaskTransitions):
                 wait = budget.take_in(db, first, read=False, raw_state=live.rate_state)
                 if wait > 0:
                     raise NoRoom(wait)  # rolls the transaction back: the task stays pending
-            return Started(task, links, first)
+            return Started(task, links, first, invoice)
 
     def _take_orphan(self, db: sa.Connection, task_id: int, now: dt.datetime) -> tuple[Any, str | None]:
         """An in-flight task whose worker's lease is proven expired is taken over, marked uncertain."""
