@@ -79,3 +79,25 @@ def test_a_writer_gives_up_after_the_timeout_and_the_lock_stays_usable(tmp_path:
     with engine.connect() as db:
         assert db.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 3
     engine.dispose()
+
+
+def _wal_after_commits(path: Path, commits: int) -> int:
+    engine = create_engine_for(f"sqlite:///{path}")
+    with engine.begin() as db:
+        db.execute(sa.text("CREATE TABLE t (n INTEGER, pad TEXT)"))
+    for n in range(commits):
+        with engine.begin() as db:
+            db.execute(sa.text("INSERT INTO t VALUES (:n, :pad)"), {"n": n, "pad": "x" * 3000})
+    size = Path(f"{path}-wal").stat().st_size
+    engine.dispose()
+    return size
+
+
+def test_checkpoints_after_commits_keep_the_wal_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    commits = 3 * store_db.CHECKPOINT_EVERY
+    checkpointed = _wal_after_commits(tmp_path / "a.sqlite3", commits)
+    monkeypatch.setattr(store_db, "CHECKPOINT_EVERY", 10**9)  # no checkpoint of ours: only SQLite's backstop
+    unchecked = _wal_after_commits(tmp_path / "b.sqlite3", commits)
+    page = 4096 + 24  # a WAL frame
+    assert unchecked >= commits * page  # every commit's page stays in the WAL
+    assert checkpointed <= 2 * store_db.CHECKPOINT_EVERY * 2 * page  # reused after each checkpoint

@@ -76,6 +76,9 @@ def _sqlite_engine(url: str, **kwargs: Any) -> sa.Engine:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints run after the write lock is let go (``_SQLiteConnection.commit``), so they hold up no
+        # writer; SQLite's own automatic one stays as a backstop for a very large transaction.
+        cur.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
         cur.close()
 
     database = engine.url.database
@@ -127,6 +130,12 @@ class _WriterLock:
     def __init__(self, lock_file: Path | None) -> None:
         self.threads = threading.Lock()
         self.lock_file = lock_file
+        self.commits = 0
+
+    def due_for_checkpoint(self) -> bool:
+        """Every ``CHECKPOINT_EVERY``-th commit of this file in this process (called holding the lock)."""
+        self.commits += 1
+        return self.commits % CHECKPOINT_EVERY == 0
 
     def acquire(self, timeout: float) -> int | None:
         """Take the lock; the file descriptor holding the ``flock`` (``None`` without a lock file)."""
@@ -178,6 +187,8 @@ def _flock(fd: int, timeout: float) -> bool:
     return got.wait(timeout)
 
 
+CHECKPOINT_EVERY = 100  # commits (a webhook writes ~10 pages: about SQLite's default of 1,000 pages)
+_BACKSTOP_PAGES = 10_000
 _WRITERS: dict[str, _WriterLock] = {}
 _WRITERS_LOCK = threading.Lock()
 _LOCK_TIMEOUT = 30.0
@@ -204,7 +215,14 @@ class _SQLiteConnection(sqlite3.Connection):
 
     def commit(self) -> None:
         super().commit()
+        due = self.held is not None and self.held[0].due_for_checkpoint()
         self._let_go()
+        if due:
+            try:
+                # PASSIVE: copies what no reader still needs, waits for nobody, never in the busy handler.
+                self.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+            except sqlite3.Error:  # a checkpoint is housekeeping: the next one catches up
+                pass
 
     def rollback(self) -> None:
         try:
