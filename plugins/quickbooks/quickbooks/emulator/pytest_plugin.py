@@ -1,9 +1,12 @@
-"""pytest fixtures for the QuickBooks Online emulator (registered through the pytest11 entry point)."""
+"""pytest fixtures for the QuickBooks Online emulator (registered through the pytest11 entry point).
+
+Imports stay lazy so merely having the plugin installed costs nothing for unrelated test runs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,18 +17,12 @@ if TYPE_CHECKING:
 @pytest.fixture
 def qbo_emulator_factory() -> Iterator[Callable[..., Emulator]]:
     """Build started emulators with custom settings (``Emulator(**kwargs)``); all are stopped at teardown."""
+    from integration_core.emulation.wsgi import emulator_factory
+
     from .server import Emulator
 
-    started: list[Emulator] = []
-
-    def make(**kwargs: Any) -> Emulator:
-        emu = Emulator(**kwargs).start()
-        started.append(emu)
-        return emu
-
-    yield make
-    for emu in started:
-        emu.stop()
+    with emulator_factory(Emulator) as make:
+        yield make
 
 
 @pytest.fixture

@@ -2,97 +2,36 @@
 and a ``/_emulator`` control API. The real service's paths are kept, so one base URL stands in for
 ``appcenter.intuit.com``, ``oauth.platform.intuit.com``, ``developer.api.intuit.com`` and the API host.
 
-HTTP: the standard library's WSGI server with threads (as the Zoho Books emulator), plus a hook to cut a
-connection mid-answer for the lost-response faults.
+HTTP: the core's loopback WSGI server (``integration_core.emulation``, shared with the Zoho Books emulator),
+which can also cut a connection mid-answer for the lost-response faults.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from socketserver import ThreadingMixIn
 from typing import Any
-from urllib.parse import parse_qsl
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+
+from integration_core.emulation.wsgi import LoopbackEmulator, read_request, send
 
 from . import errors as E
 from .api import CompanyApi
 from .errors import OAuthError, QBOError
 from .faults import FaultInjector
-from .httpio import MAX_BODY, Request, Response, jsonable
+from .httpio import Request, Response, jsonable
 from .limits import LimitConfig, RateLimiter
 from .oauth import Consent, OAuthConfig, OAuthServer
 from .state import CompanyStore, Rules
 from .webhooks import Delivery, WebhookSender
 
 log = logging.getLogger(__name__)
-SOCKET_KEY = "qbo_emulator.socket"
-LOST_KEY = "qbo_emulator.lost"
 AUTHORIZE_PATH = "/connect/oauth2"  # §1 authorize URL path
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"  # §1 token URL path
 REVOKE_PATH = "/v2/oauth2/tokens/revoke"  # §1 revoke URL path
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-
-class _ServerHandler(ServerHandler):
-    def finish_response(self) -> None:
-        if self.environ.get(LOST_KEY):  # type: ignore[attr-defined]
-            self.close()
-            return
-        super().finish_response()
-
-
-class _RequestHandler(WSGIRequestHandler):
-    verbose = False
-
-    def get_environ(self) -> dict[str, Any]:
-        env = super().get_environ()
-        env[SOCKET_KEY] = self.connection
-        return env
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.verbose:
-            super().log_message(format, *args)
-
-    def handle(self) -> None:
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.send_error(414)
-            return
-        if not self.parse_request():
-            return
-        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(),  # type: ignore[arg-type]
-                                 multithread=True)
-        handler.request_handler = self  # type: ignore[attr-defined]
-        try:
-            handler.run(self.server.get_app())  # type: ignore[attr-defined]
-        except OSError:
-            pass
-
-
-def _break_connection(environ: dict[str, Any], response: Response) -> None:
-    sock: socket.socket | None = environ.get(SOCKET_KEY)
-    environ[LOST_KEY] = True
-    if sock is None:
-        return
-    head = [f"HTTP/1.1 {response.status_line()}", f"Content-Length: {len(response.body)}"]
-    head += [f"{k}: {v}" for k, v in response.headers]
-    try:
-        if response.partial:
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + response.body[: len(response.body) // 2])
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _error_response(err: QBOError, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -101,8 +40,10 @@ def _error_response(err: QBOError, headers: list[tuple[str, str]] | None = None)
     return Response.json(err.status, err.body(), headers)
 
 
-class Emulator:
+class Emulator(LoopbackEmulator):
     """A local QuickBooks Online: start it, add an app (client) and a company, point the plugin at it."""
+
+    thread_name = "qbo-emulator"
 
     def __init__(self, *, rate_limit_per_minute: int = 500, rate_window_seconds: float = 60.0,
                  max_concurrent: int = 10, access_token_ttl: int = 3600, rotate_after: float = 86_400.0,
@@ -120,54 +61,6 @@ class Emulator:
         self.api.counters.lock = self.lock
         self.edits_after_read: set[tuple[str, str, str]] = set()
         self.verbose = verbose
-        self._server: _ThreadingWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url = ""
-
-    # ----------------------------------------------------------------- lifecycle
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
-        if self._server is not None:
-            raise RuntimeError("emulator already started")
-        handler = type("_Handler", (_RequestHandler,), {"verbose": self.verbose})
-        server = make_server(host, port, self.wsgi, server_class=_ThreadingWSGIServer, handler_class=handler)
-        self._server = server
-        self._base_url = f"http://{host}:{server.server_port}"
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="qbo-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def serve_forever_started(self) -> None:
-        try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
-    def __enter__(self) -> Emulator:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if not self._base_url:
-            raise RuntimeError("emulator not started")
-        return self._base_url
 
     # ----------------------------------------------------------------- setup
     def add_app(self, client_id: str, client_secret: str, redirect_uris: Iterable[str] | str) -> None:
@@ -338,28 +231,12 @@ class Emulator:
         except Exception:
             log.exception("emulator internal error")
             response = _error_response(E.system_error())
-        if response.lost:
-            _break_connection(environ, response)
-            start_response(response.status_line(), [])
-            return []
-        start_response(response.status_line(), [*response.headers, ("Content-Length", str(len(response.body)))])
-        return [response.body]
+        return send(environ, start_response, response)
 
     @staticmethod
     def _request(environ: dict[str, Any]) -> Request:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY:
-            raise QBOError(413, "413", "Request body too large", message="Payload Too Large")
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        if environ.get("CONTENT_TYPE"):
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        return Request(environ["REQUEST_METHOD"].upper(), environ.get("PATH_INFO", "/") or "/", query, headers, body,
-                       environ)
+        return read_request(environ, lambda: QBOError(413, "413", "Request body too large",
+                                                      message="Payload Too Large"))
 
     def _dispatch(self, req: Request) -> Response:
         from .control import handle_control

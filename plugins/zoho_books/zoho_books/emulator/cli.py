@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import click
 
+from integration_core.emulation.wsgi import default_redirect_uri
+
 DEMO_CLIENT_ID = "1000.EMULATORDEMOCLIENT"
 DEMO_CLIENT_SECRET = "emulator-demo-secret"
-
-
-def default_redirect_uri() -> str:
-    """Where ``integration-core serve`` receives the OAuth callback: ``<IC_PUBLIC_URL>/v1/oauth/callback``."""
-    from integration_core.config import Config
-    from integration_core.webhooks import callback_url
-
-    try:
-        return callback_url(Config.from_env().public_url)
-    except Exception:  # a malformed IC_* variable: the documented default public URL
-        return callback_url(Config().public_url)
 
 
 def run_emulator(port: int = 0, host: str = "127.0.0.1", seed: bool = False, verbose: bool = False,

@@ -1,60 +1,27 @@
-"""Small request/response types shared by the accounts, Books and control handlers."""
+"""Request/response types of the accounts, Books and control handlers: the core's emulator types
+(``integration_core.emulation``) plus Zoho's ways of sending a body (``JSONString=`` as a form field)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl
+
+from integration_core.emulation.wsgi import MAX_BODY, dumps, jsonable
+from integration_core.emulation.wsgi import Request as _Request
+from integration_core.emulation.wsgi import Response as _Response
 
 from .errors import INVALID_JSON, ZohoError
 
-MAX_BODY = 5 * 1024 * 1024
-REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 302: "Found", 400: "Bad Request", 401: "Unauthorized",
-    404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large", 429: "Too Many Requests",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
-}
+__all__ = ["MAX_BODY", "Request", "Response", "dumps", "jsonable"]
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        exponent = value.as_tuple().exponent  # 'n', 'N' or 'F' for NaN and infinity
-        whole = isinstance(exponent, int) and exponent >= 0 and value == value.to_integral_value()
-        return int(value) if whole else float(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def dumps(payload: Any) -> bytes:
-    """JSON with Decimal money rendered as JSON numbers, as Zoho does."""
-    return json.dumps(payload, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def jsonable(payload: Any) -> Any:
-    """The same value after a round trip through the wire format (Decimals become numbers)."""
-    return json.loads(dumps(payload))
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    environ: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
-
+class Request(_Request):
     def form(self) -> dict[str, str]:
-        if self.content_type == "application/x-www-form-urlencoded" or (
-            self.body and self.content_type == "" and b"=" in self.body and not self.body.lstrip().startswith(b"{")
-        ):
+        """Zoho's clients also post ``JSONString=...`` without a content type (the Books API docs' curl)."""
+        if self.body and self.content_type == "" and b"=" in self.body and not self.body.lstrip().startswith(b"{"):
             return dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
-        return {}
+        return super().form()
 
     def payload(self) -> dict[str, Any]:
         """Books request body: raw JSON, or Zoho's `JSONString=` form field (body or query)."""
@@ -79,21 +46,7 @@ class Request:
         return data
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    lost: bool = False  # close the socket instead of answering normally
-    partial: bool = True  # when lost: send the head and half the body first
-
+class Response(_Response):
     @classmethod
-    def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
-        return cls(status, dumps(payload), [("Content-Type", "application/json;charset=UTF-8"), *(headers or [])])
-
-    @classmethod
-    def error(cls, err: ZohoError, headers: list[tuple[str, str]] | None = None) -> Response:
+    def error(cls, err: ZohoError, headers: list[tuple[str, str]] | None = None) -> Self:
         return cls.json(err.status, err.body(), headers)
-
-    def status_line(self) -> str:
-        return f"{self.status} {REASONS.get(self.status, 'Unknown')}"

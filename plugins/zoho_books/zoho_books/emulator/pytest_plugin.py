@@ -6,7 +6,7 @@ Imports stay lazy so merely having the plugin installed costs nothing for unrela
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,18 +17,12 @@ if TYPE_CHECKING:
 @pytest.fixture
 def zoho_emulator_factory() -> Iterator[Callable[..., Emulator]]:
     """Build started emulators with custom limits (`Emulator(**kwargs)`); all are stopped at teardown."""
+    from integration_core.emulation.wsgi import emulator_factory
+
     from .server import Emulator
 
-    started: list[Emulator] = []
-
-    def make(**kwargs: Any) -> Emulator:
-        emu = Emulator(**kwargs).start()
-        started.append(emu)
-        return emu
-
-    yield make
-    for emu in started:
-        emu.stop()
+    with emulator_factory(Emulator) as make:
+        yield make
 
 
 @pytest.fixture

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from socketserver import ThreadingMixIn
 from typing import Any
-from urllib.parse import parse_qsl
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+
+from integration_core.emulation.wsgi import LoopbackEmulator, read_request, send
 
 from .api import BooksApi, RequestCounters
 from .errors import INTERNAL_ERROR, RATE_LIMIT_MINUTE, OAuthError, ZohoError
 from .faults import FaultInjector
-from .httpio import MAX_BODY, Request, Response, jsonable
+from .httpio import Request, Response, jsonable
 from .limits import LimitConfig, RateLimiter
 from .oauth import ALL_SCOPES, OAuthConfig, OAuthServer
 from .payments import delete_payment, refund_payment
@@ -24,76 +22,13 @@ from .subscriptions import PaymentWebhooks
 from .webhooks import WebhookDelivery, contact_record, invoice_record, payment_record, send_webhook
 
 log = logging.getLogger(__name__)
-SOCKET_KEY = "zoho_emulator.socket"
-LOST_KEY = "zoho_emulator.lost"
 API_PREFIX = "/books/v3"
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-
-class _ServerHandler(ServerHandler):
-    """Skips writing when the app already broke the connection on purpose (lost-response fault)."""
-
-    def finish_response(self) -> None:
-        if self.environ.get(LOST_KEY):  # type: ignore[attr-defined]
-            self.close()
-            return
-        super().finish_response()
-
-
-class _RequestHandler(WSGIRequestHandler):
-    """Exposes the client socket to the app and keeps the test output quiet."""
-
-    verbose = False
-
-    def get_environ(self) -> dict[str, Any]:
-        env = super().get_environ()
-        env[SOCKET_KEY] = self.connection
-        return env
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.verbose:
-            super().log_message(format, *args)
-
-    def handle(self) -> None:
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.send_error(414)
-            return
-        if not self.parse_request():
-            return
-        handler = _ServerHandler(
-            self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True  # type: ignore[arg-type]
-        )
-        handler.request_handler = self  # type: ignore[attr-defined]
-        try:
-            handler.run(self.server.get_app())  # type: ignore[attr-defined]
-        except OSError:
-            pass
-
-
-def _break_connection(environ: dict[str, Any], response: Response) -> None:
-    """Send the head and half the body (or nothing), then close: the client sees a broken answer."""
-    sock: socket.socket | None = environ.get(SOCKET_KEY)
-    environ[LOST_KEY] = True
-    if sock is None:
-        return
-    head = [f"HTTP/1.1 {response.status_line()}", f"Content-Length: {len(response.body)}"]
-    head += [f"{k}: {v}" for k, v in response.headers]
-    try:
-        if response.partial:
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + response.body[: len(response.body) // 2])
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class Emulator:
+class Emulator(LoopbackEmulator):
     """A faithful local Zoho Books: start it, register a client and an organization, point a client at it."""
+
+    thread_name = "zoho-emulator"
 
     def __init__(
         self,
@@ -131,62 +66,6 @@ class Emulator:
         self.webhooks = PaymentWebhooks(self.state)  # payment webhooks sent as Zoho sends them
         self.api.on_payment = self.webhooks.notify
         self.verbose = verbose
-        self._server: _ThreadingWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url = ""
-
-    # ----------------------------------------------------------------- lifecycle
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
-        if self._server is not None:
-            raise RuntimeError("emulator already started")
-        handler = type("_Handler", (_RequestHandler,), {"verbose": self.verbose})
-        server = make_server(host, port, self.wsgi, server_class=_ThreadingWSGIServer, handler_class=handler)
-        self._server = server
-        self._base_url = f"http://{host}:{server.server_port}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="zoho-emulator", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def serve_forever(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Start and block in the calling thread (CLI use); Ctrl-C stops it."""
-        self.start(host, port)
-        self.serve_forever_started()
-
-    def serve_forever_started(self) -> None:
-        """Block until Ctrl-C or `stop()` from another thread, for an already started emulator."""
-        try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
-    def __enter__(self) -> Emulator:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if not self._base_url:
-            raise RuntimeError("emulator not started")
-        return self._base_url
 
     @property
     def api_url(self) -> str:
@@ -418,27 +297,10 @@ class Emulator:
         except Exception:
             log.exception("emulator internal error")
             response = Response.json(500, {"code": INTERNAL_ERROR, "message": "Internal Error"})
-        if response.lost:
-            _break_connection(environ, response)
-            start_response(response.status_line(), [])
-            return []
-        start_response(response.status_line(), [*response.headers, ("Content-Length", str(len(response.body)))])
-        return [response.body]
+        return send(environ, start_response, response)
 
     def _request(self, environ: dict[str, Any]) -> Request:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY:
-            raise ZohoError(413, 4, "Request body too large")
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        if environ.get("CONTENT_TYPE"):
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        path = environ.get("PATH_INFO", "/") or "/"
-        return Request(environ["REQUEST_METHOD"].upper(), path, query, headers, body, environ)
+        return read_request(environ, lambda: ZohoError(413, 4, "Request body too large"), Request)
 
     def _dispatch(self, req: Request) -> Response:
         from .control import handle_control
