@@ -1,7 +1,7 @@
 """The HTTP half of an emulator: a real server on 127.0.0.1 (the standard library's WSGI server with a
 thread per request) that can also break a connection on purpose, so clients meet the lost and dropped
 answers of :mod:`.faults` as real sockets show them; and the small request/response types the emulators'
-handlers share (money as JSON numbers, as both Zoho Books and QuickBooks write it)."""
+handlers share (money as JSON numbers, as the accounting APIs write it)."""
 
 from __future__ import annotations
 
