@@ -23,21 +23,36 @@ from .leases import LeaseClock
 
 _t = outbox_tasks.c
 _c = connections.c
-_MARK = (  # a pending task (the usual case) goes in flight; orphans take the slower path below
-    outbox_tasks.update()
-    .where(_t.id == sa.bindparam("b_id"), _t.status == TaskStatus.PENDING)
-    .values(
-        status=TaskStatus.IN_FLIGHT, attempts=_t.attempts + 1, lease_owner=sa.bindparam("b_owner"),
-        lease_until=sa.bindparam("b_until", type_=UTCDateTime), updated_at=sa.bindparam("b_now", type_=UTCDateTime),
+_UNTIL = sa.bindparam("b_until", type_=UTCDateTime)
+_NOW = sa.bindparam("b_now", type_=UTCDateTime)
+# PostgreSQL: leases in the database's clock (see .leases) computed in the statements, not read first.
+_DB_NOW = sa.func.timezone("UTC", sa.func.clock_timestamp(), type_=sa.DateTime)
+_DB_UNTIL = _DB_NOW + sa.bindparam("b_lease", type_=sa.Interval)
+
+
+def _mark(until: Any, now: Any) -> Any:
+    """A pending task (the usual case) goes in flight, the row back; orphans take the slower path below."""
+    return (
+        outbox_tasks.update()
+        .where(_t.id == sa.bindparam("b_id"), _t.status == TaskStatus.PENDING)
+        .values(status=TaskStatus.IN_FLIGHT, attempts=_t.attempts + 1, lease_owner=sa.bindparam("b_owner"),
+                lease_until=until, updated_at=now)
+        .returning(*outbox_tasks.c)
     )
-    .returning(*outbox_tasks.c)
-)
-_RENEW = (  # the connection's lease, and what the task start must check under that row's lock
-    connections.update()
-    .where(_c.id == sa.bindparam("b_cid"), _c.lease_owner == sa.bindparam("b_owner"))
-    .values(lease_until=sa.bindparam("b_until", type_=UTCDateTime))
-    .returning(_c.status, _c.invoices_outbound, _c.rate_state)
-)
+
+
+def _renew(until: Any) -> Any:
+    """The connection's lease, and what the task start must check under that row's lock."""
+    return (
+        connections.update()
+        .where(_c.id == sa.bindparam("b_cid"), _c.lease_owner == sa.bindparam("b_owner"))
+        .values(lease_until=until)
+        .returning(_c.status, _c.invoices_outbound, _c.rate_state)
+    )
+
+
+_MARK, _RENEW = _mark(_UNTIL, _NOW), _renew(_UNTIL)
+_MARK_DB, _RENEW_DB = _mark(_DB_UNTIL, _DB_NOW), _renew(_DB_UNTIL)
 _AUDIT = audit_log.insert()
 
 
@@ -62,18 +77,21 @@ class TaskStart(TaskTransitions):
 
     def _try_start(self, task_id: int, connection_id: str, budget: Budget | None) -> Started | None:
         with self.engine.begin() as db:
-            now = self.leases.now(db)
-            until = now + self._lease()
-            task = db.execute(_MARK, {"b_id": task_id, "b_owner": self.worker_id, "b_until": until,
-                                      "b_now": now}).first()
+            times: dict[str, Any]
+            if self.leases.shared:
+                mark, renew, times = _MARK_DB, _RENEW_DB, {"b_lease": self._lease()}
+            else:
+                now = self.leases.now(db)
+                mark, renew, times = _MARK, _RENEW, {"b_until": now + self._lease(), "b_now": now}
+            task = db.execute(mark, {"b_id": task_id, "b_owner": self.worker_id, **times}).first()
             orphan = None
             if task is None:
-                task, orphan = self._take_orphan(db, task_id, now)
+                task, orphan = self._take_orphan(db, task_id)
                 if task is None:
                     return None
             # Renewed under the connection row's lock and checked with every task: once `disable` or
             # `--no-invoices-outbound` has returned, no further push starts.
-            live = db.execute(_RENEW, {"b_cid": connection_id, "b_owner": self.worker_id, "b_until": until}).first()
+            live = db.execute(renew, {"b_cid": connection_id, "b_owner": self.worker_id, **times}).first()
             if live is None or live.status != ConnectionStatus.ACTIVE or not live.invoices_outbound:
                 raise _StopBatch()  # lost the lease, or may not push: the transaction rolls back
             invoice = parse_invoice(task)
@@ -90,8 +108,9 @@ class TaskStart(TaskTransitions):
                     raise NoRoom(wait)  # rolls the transaction back: the task stays pending
             return Started(task, links, first, invoice)
 
-    def _take_orphan(self, db: sa.Connection, task_id: int, now: dt.datetime) -> tuple[Any, str | None]:
+    def _take_orphan(self, db: sa.Connection, task_id: int) -> tuple[Any, str | None]:
         """An in-flight task whose worker's lease is proven expired is taken over, marked uncertain."""
+        now = self.leases.now(db)
         row = db.execute(sa.select(outbox_tasks).where(_t.id == task_id)).first()
         if row is None or row.status != TaskStatus.IN_FLIGHT:
             return None, None
