@@ -187,7 +187,7 @@ def _flock(fd: int, timeout: float) -> bool:
     return got.wait(timeout)
 
 
-CHECKPOINT_EVERY = 100  # commits (a webhook writes ~10 pages: about SQLite's default of 1,000 pages)
+CHECKPOINT_EVERY = 150  # commits; a webhook writes ~7 WAL pages, so about SQLite's default of every 1,000 pages
 _BACKSTOP_PAGES = 10_000
 _WRITERS: dict[str, _WriterLock] = {}
 _WRITERS_LOCK = threading.Lock()
