@@ -14,6 +14,7 @@ lookup, host hook (a no-op host), status update and audit rows. Load: a Python c
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -87,15 +88,19 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _body(thread: int, n: int) -> tuple[bytes, dict[str, str]]:
+def _body(thread: int, n: int, run: int = 0) -> tuple[bytes, dict[str, str]]:
     data = {"invoice_id": REMOTE_INVOICE, "amount": "150.50", "currency": "USD", "paid_on": "2026-01-15",
-            "payment_id": f"P-{thread}-{n}"}
+            "payment_id": f"P-{run}-{thread}-{n}"}
     body = json.dumps({"type": "invoice.paid", "data": data}, sort_keys=True).encode()
     return body, {SIGNATURE_HEADER: sign(SECRET, body), "Content-Type": "application/json"}
 
 
-def load(url: str, clients: int, seconds: float, tag: str) -> tuple[float, float, float, int]:
-    """Closed-loop load for ``seconds``: (requests/s, p50 ms, p99 ms, non-200 answers)."""
+_RUNS = itertools.count(1)
+
+
+def _run(url: str, clients: int, seconds: float, tag: str) -> tuple[list[float], float, int]:
+    """Closed-loop load for ``seconds``: (latencies in s, elapsed s, non-200 answers)."""
+    run = next(_RUNS)
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     stop = threading.Event()
@@ -107,7 +112,7 @@ def load(url: str, clients: int, seconds: float, tag: str) -> tuple[float, float
         start_barrier.wait()
         while not stop.is_set():
             n += 1
-            body, headers = _body(i, n)
+            body, headers = _body(i, n, run)  # distinct in every run: no run repeats a warm-up's event
             t0 = time.perf_counter()
             response = session.post(url, data=body, headers={**headers, "X-Bench": tag}, timeout=30)
             latencies[i].append(time.perf_counter() - t0)
@@ -124,29 +129,49 @@ def load(url: str, clients: int, seconds: float, tag: str) -> tuple[float, float
     stop.set()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - began
-    all_latencies = sorted(x for per in latencies for x in per)
+    return [x for per in latencies for x in per], time.perf_counter() - began, sum(errors)
+
+
+def _stats(runs: list[tuple[list[float], float, int]]) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, non-200 answers) over several runs."""
+    all_latencies = sorted(x for run in runs for x in run[0])
     count = len(all_latencies)
     p50 = all_latencies[count // 2] * 1000
     p99 = all_latencies[min(count - 1, int(count * 0.99))] * 1000
-    return count / elapsed, p50, p99, sum(errors)
+    return count / sum(run[1] for run in runs), p50, p99, sum(run[2] for run in runs)
+
+
+def load(url: str, clients: int, seconds: float, tag: str) -> tuple[float, float, float, int]:
+    """Closed-loop load for ``seconds``: (requests/s, p50 ms, p99 ms, non-200 answers)."""
+    return _stats([_run(url, clients, seconds, tag)])
+
+
+SLICES = 4  # the two apps take turns this many times each: both meet the same background load
 
 
 def _pair(env: dict[str, str], workers: int, threads: int, clients: int, seconds: float,
           label: str) -> list[Row]:
-    results = {}
-    for kind, app, path in (("hello", "bench.apps:hello", "/hello"),
-                            ("dispatcher", "integration_core.webhooks:app_from_env()",
-                             f"/v1/webhooks/ledger/{TENANT}/{ENV}")):
-        proc, url = _gunicorn(app, env, workers, threads)
-        try:
-            load(url + path, clients, min(1.0, seconds / 3), f"warmup-{kind}")
-            results[kind] = load(url + path, clients, seconds, kind)
-        finally:
+    apps = (("hello", "bench.apps:hello", "/hello"),
+            ("dispatcher", "integration_core.webhooks:app_from_env()", f"/v1/webhooks/ledger/{TENANT}/{ENV}"))
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    runs: dict[str, list[tuple[list[float], float, int]]] = {kind: [] for kind, _, _ in apps}
+    try:
+        for kind, app, path in apps:  # both up at once (the idle one costs nothing), loaded in turns
+            proc, url = _gunicorn(app, env, workers, threads)
+            servers[kind] = (proc, url + path)
+        for kind, (_, url) in servers.items():
+            load(url, clients, min(1.0, seconds / 3), f"warmup-{kind}")
+        for turn in range(SLICES):
+            order = list(servers) if turn % 2 == 0 else list(reversed(servers))
+            for kind in order:
+                runs[kind].append(_run(servers[kind][1], clients, seconds / SLICES, kind))
+    finally:
+        for proc, _ in servers.values():
             _stop(proc)
-    hello, disp = results["hello"], results["dispatcher"]
+    hello, disp = _stats(runs["hello"]), _stats(runs["dispatcher"])
     applied = _statuses(env["IC_DATABASE_URL"])
-    config = f"{label}; gunicorn -w {workers} --threads {threads}, {clients} client threads, {seconds:g} s"
+    config = (f"{label}; gunicorn -w {workers} --threads {threads}, {clients} client threads, {seconds:g} s "
+              f"in {SLICES} turns")
     return [
         Row(NAME, f"signed webhooks, {config}", disp[0], "requests/s", f"{disp[0] / hello[0]:.2f}x hello"),
         Row(NAME, "  same run: latency p50 / p99", f"{disp[1]:.1f} / {disp[2]:.1f}", "ms",
