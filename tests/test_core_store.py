@@ -17,6 +17,7 @@ from integration_core.hub import Hub
 from integration_core.models import ConnectionStatus, SyncSettings
 from integration_core.store import connections, metadata
 from integration_core.store.db import current_revision
+from integration_core.store.schema import entity_mappings
 from integration_core.vault import read_key_file, write_key_file
 
 from .conftest import ledger_values
@@ -115,6 +116,25 @@ def test_exclusive_section_serializes_threads(hub: Hub) -> None:
     for t in threads:
         t.join()
     assert peak == 1
+
+
+def test_link_new_inserts_in_one_statement_and_keeps_links_rules(hub: Hub) -> None:
+    """The outbox's one-statement link (INSERT ... ON CONFLICT DO NOTHING): a new pair is linked, the same pair
+    again is a no-op, and a conflicting pair in either direction raises like mapping.link."""
+    cid = add(hub).id
+    with hub.engine.begin() as db:
+        mapping.link_new(db, cid, "invoice", "L1", "R1")
+        mapping.link_new(db, cid, "invoice", "L1", "R1")  # same pair: idempotent
+    with hub.engine.begin() as db, pytest.raises(mapping.MappingConflict):
+        mapping.link_new(db, cid, "invoice", "L1", "R2")
+    with hub.engine.begin() as db, pytest.raises(mapping.MappingConflict):
+        mapping.link_new(db, cid, "invoice", "L2", "R1")
+    with hub.engine.connect() as db:
+        assert mapping.remote_id(db, cid, "invoice", "L1") == "R1"
+        assert mapping.remote_id(db, cid, "invoice", "L2") is None
+        rows = db.execute(sa.select(sa.func.count()).select_from(entity_mappings)
+                          .where(entity_mappings.c.connection_id == cid)).scalar()
+    assert rows == 1
 
 
 def test_mapping_is_unique_both_ways(hub: Hub) -> None:

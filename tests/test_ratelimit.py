@@ -130,6 +130,26 @@ def test_budget_spends_declared_costs_up_front_or_per_request_when_metered(hub: 
     assert metered.cost("find_invoice") == 1  # not declared: the fallback (1)
 
 
+def test_a_stale_credit_moves_to_its_send_time_and_is_not_spent_twice(hub: Hub) -> None:
+    """The first request of a task is spent when the task starts; sent later than guard/2 (a loaded machine),
+    its grant moves to the moment of sending instead of a second request being spent."""
+    conn, _ = add_connection(hub)
+    limit = RateLimit(5, 60, costs={"push_invoice": 1}, metered=True)
+    budget = Budget(hub.engine, conn.id, limit, holder="w", guard=0.1)
+    with hub.engine.begin() as db:
+        assert budget.take_in(db, "push_invoice") == 0.0
+    granted_at = time.time()
+    time.sleep(0.12)  # older than max(guard / 2, 0.05)
+    budget.on_request()
+    assert ratelimit.granted_in(hub.engine, conn.id) == 1  # moved, not spent again
+    with hub.engine.connect() as db:
+        raw = db.execute(sa.select(connections.c.rate_state).where(connections.c.id == conn.id)).scalar()
+    (when, count), = ratelimit._load(raw)["log"]
+    assert count == 1 and when >= granted_at + 0.1  # counted from when it was sent
+    budget.on_request()  # a second request of the same call: spent as it is made
+    assert ratelimit.granted_in(hub.engine, conn.id) == 2
+
+
 def _ledger_with_clock(hub: Hub, limit: RateLimit, calls: list[float], *, metered: bool) -> types.ModuleType:
     """The ledger with a small limit. Every remote call records when it ran; a metered variant reports
     each call (``ctx.note_request``) just before making it, as the Zoho and QuickBooks clients do."""
