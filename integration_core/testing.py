@@ -65,7 +65,10 @@ def postgres_server() -> Iterator[str]:
     finally:
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        # A suite leaves a few hundred databases (gigabytes of small files): removing them took 16-40 s at the
+        # end of `make test`, so a detached `rm` does it while the caller goes on.
+        subprocess.Popen(["rm", "-rf", "--", str(base)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def create_database(admin_url: str) -> str:
