@@ -140,7 +140,7 @@ class AppContext:
 
 
 class ProviderContext:
-    """The ``connection`` argument of every provider hook. Its settings fall back to the provider-level
+    """The ``ctx`` argument of every provider hook. Its settings fall back to the provider-level
     settings (``defaults``), as its secrets do (:class:`Secrets` ``fallback``)."""
 
     def __init__(
