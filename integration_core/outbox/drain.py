@@ -93,15 +93,7 @@ class Outbound(InvoiceTasks):
         c = connections.c
         with self.engine.begin() as db:
             now = self.leases.now(db)
-            query = (
-                sa.select(c.id)
-                .where(c.next_due_at <= now, sa.or_(c.lease_owner.is_(None), c.lease_until < now))
-                .order_by(c.next_due_at)
-                .limit(max_connections)
-            )
-            if skip:
-                query = query.where(c.id.not_in(list(skip)))
-            ids = list(db.execute(lock_rows(db, query, skip_locked=True)).scalars())
+            ids = _lock_due(db, now, skip, max_connections)
             if ids:
                 db.execute(
                     connections.update()
@@ -167,18 +159,9 @@ class Outbound(InvoiceTasks):
     def _claim_batch(self, skip: Collection[str], batch_size: int) -> tuple[Any, list[int], int, bool] | None:
         """Lease the earliest due connection (not in ``skip``) and read its batch, in one transaction: its row,
         its due tasks (paused ones resumed first), and whether another due connection was seen."""
-        c = connections.c
         with self.engine.begin() as db:
             now = self.leases.now(db)
-            query = (
-                sa.select(c.id)
-                .where(c.next_due_at <= now, sa.or_(c.lease_owner.is_(None), c.lease_until < now))
-                .order_by(c.next_due_at)
-                .limit(2)
-            )
-            if skip:
-                query = query.where(c.id.not_in(list(skip)))
-            ids = list(db.execute(lock_rows(db, query, skip_locked=True)).scalars())
+            ids = _lock_due(db, now, skip, 2)
             if not ids:
                 return None
             row = db.execute(_LEASE_ROW, {"b_cid": ids[0], "b_owner": self.worker_id,
@@ -294,3 +277,18 @@ def _can_push(row: Any) -> bool:
 
 def _due(row: Any) -> bool:
     return row.next_due_at is None or row.next_due_at <= utcnow()
+
+
+def _lock_due(db: sa.Connection, now: dt.datetime, skip: Collection[str], limit: int) -> list[str]:
+    """Lock (skipping rows others hold) up to ``limit`` due, unleased connections not in ``skip``, earliest
+    ``next_due_at`` first."""
+    c = connections.c
+    query = (
+        sa.select(c.id)
+        .where(c.next_due_at <= now, sa.or_(c.lease_owner.is_(None), c.lease_until < now))
+        .order_by(c.next_due_at)
+        .limit(limit)
+    )
+    if skip:
+        query = query.where(c.id.not_in(list(skip)))
+    return list(db.execute(lock_rows(db, query, skip_locked=True)).scalars())
