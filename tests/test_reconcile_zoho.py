@@ -13,51 +13,32 @@ from typing import Any
 
 import attrs
 import pytest
-import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from integration_core.cli import main
 from integration_core.errors import TransientError
 from integration_core.hub import Hub
-from integration_core.models import Connection, Invoice
-from integration_core.outbox import find_task
 from integration_core.ratelimit import granted_in
 from integration_core.reconcile import reconcile
-from integration_core.scheduler import Worker, drain_until_idle
-from integration_core.server import RunningServer, running
+from integration_core.scheduler import Worker
+from integration_core.server import running
 from integration_core.store.schema import connections
-from integration_core.webhooks import webhook_path
 from reference_host import ReferenceHost
 from tests.workers.helpers import FAST
-from tests.workers.zoho import WEBHOOK_SECRET, zoho_connection
+from tests.workers.zoho import zoho_connection
+
+from .test_payments_inbound_zoho import World as WebhookWorld
 
 pytest.importorskip("zoho_books")
-from zoho_books.emulator import SIGNATURE_HEADER, sign
 
 
-class World:
-    def __init__(self, hub: Hub, emulator: Any, host: ReferenceHost, conn: Connection, org: str,
-                 srv: RunningServer) -> None:
-        self.hub, self.emulator, self.host, self.conn, self.org, self.srv = hub, emulator, host, conn, org, srv
-        self.url = srv.url + webhook_path("zoho_books", "t1", "prod")
-        self.host_file = Path()
+class World(WebhookWorld):
+    """The webhook test's world, plus what reconciliation is judged by."""
 
-    def invoice(self, total: str = "100.00") -> tuple[Invoice, str]:
-        """A host invoice pushed to Zoho: (invoice, remote invoice id)."""
-        customer = self.host.add_customer("t1", "prod", "Ada Lovelace", "ada@example.com")
-        inv = self.host.add_invoice("t1", "prod", customer.id, [("Plan", total)])
-        self.hub.submit_invoice("t1", "prod", inv)
-        drain_until_idle(self.hub, 30, settings=FAST)
-        task = find_task(self.hub, self.conn.id, inv.id)
-        assert task is not None and task.remote_id
-        return inv, task.remote_id
-
-    def post(self, module: str, record: dict[str, Any]) -> dict[str, Any]:
+    def deliver(self, module: str, record: dict[str, Any]) -> dict[str, Any]:
         """The webhook Zoho would have sent, delivered late."""
-        body = json.dumps({module: record}).encode()
-        headers = {SIGNATURE_HEADER: sign(WEBHOOK_SECRET, body, {}), "Content-Type": "application/json"}
-        answer = requests.post(self.url, data=body, headers=headers, timeout=30)
+        answer = self.post(module, record)
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -79,16 +60,14 @@ def world(hub: Hub, zoho_emulator_factory: Any, tmp_path: Path) -> Iterator[Worl
     hub.plugins.set_host(host)
     conn, org = zoho_connection(hub, emulator)
     with running(hub, console=False) as srv:
-        w = World(hub, emulator, host, conn, org, srv)
-        w.host_file = tmp_path / "billing.sqlite3"
-        yield w
+        yield World(hub, emulator, host, conn, org, srv)
 
 
 def test_missed_webhooks_are_caught_by_connections_reconcile_and_the_late_ones_are_duplicates(world: World) -> None:
     paid, paid_remote = world.invoice("100.00")
     voided, voided_remote = world.invoice("20.00")
     env = {"IC_DATABASE_URL": world.hub.config.database_url, "IC_KEY_FILE": world.hub.config.key_file,
-           "IC_HOST": "reference_host:from_env", "REFERENCE_HOST_DB": str(world.host_file)}
+           "IC_HOST": "reference_host:from_env", "REFERENCE_HOST_DB": str(world.host.path)}
     first = CliRunner().invoke(main, ["connections", "reconcile", world.conn.id], env=env)
     assert first.exit_code == 0, first.output
     assert world.host.payments() == []
@@ -107,10 +86,10 @@ def test_missed_webhooks_are_caught_by_connections_reconcile_and_the_late_ones_a
     assert [c["email"] for c in world.host.customers("t1") if c["name"] == "Grace Hopper"] == ["grace@example.com"]
 
     # Zoho delivers the webhooks after all: every one is a duplicate, nothing is recorded twice.
-    late = [world.post("invoice", world.emulator.invoice_webhook(world.org, paid_remote)),
-            world.post("payment", dict(made, organization_id=world.org)),
-            world.post("invoice", world.emulator.invoice_webhook(world.org, voided_remote)),
-            world.post("contact", world.emulator.contact_webhook(world.org, grace["contact_id"]))]
+    late = [world.deliver("invoice", world.emulator.invoice_webhook(world.org, paid_remote)),
+            world.deliver("payment", dict(made, organization_id=world.org)),
+            world.deliver("invoice", world.emulator.invoice_webhook(world.org, voided_remote)),
+            world.deliver("contact", world.emulator.contact_webhook(world.org, grace["contact_id"]))]
     assert [(a["duplicates"], a["applied"]) for a in late] == [(1, 0)] * 4
     assert len(world.host.payments(paid.id)) == 1
     assert len([c for c in world.host.customers("t1") if c["name"] == "Grace Hopper"]) == 1
@@ -142,7 +121,7 @@ def test_a_missed_payment_is_caught_by_the_scheduled_reconciliation(world: World
     assert world.host.invoice(inv.id)["status"] == "paid"
     assert world.cursor()
     # the invoice webhook arrives late: a duplicate
-    assert world.post("invoice", world.emulator.invoice_webhook(world.org, remote))["duplicates"] == 1
+    assert world.deliver("invoice", world.emulator.invoice_webhook(world.org, remote))["duplicates"] == 1
     assert len(world.host.payments(inv.id)) == 1
 
 
