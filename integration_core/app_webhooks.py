@@ -83,6 +83,8 @@ def deliver(hub: Hub, name: str, provider: ProviderHooks, request: WebhookReques
 
 
 def parse_for(provider: ProviderHooks, ctx: ProviderContext, request: WebhookRequest) -> list[Event]:
+    """``parse_event``'s answer, checked to be a list of normalized events (per-connection and per-app
+    webhooks and replays alike); anything else is a ``WebhookRejected`` (400)."""
     parsed = provider.parse_event(ctx=ctx, request=request)
     if parsed is None or isinstance(parsed, str | bytes | dict):
         raise WebhookRejected("parse_event must return a list of events")

@@ -41,7 +41,7 @@ from . import app_webhooks, inbound
 from .context import ProviderContext
 from .errors import IntegrationError, WebhookRejected
 from .metrics import webhook_answered
-from .models import EVENT_TYPES, ConnectionStatus, WebhookRequest
+from .models import ConnectionStatus, WebhookRequest
 from .redact import log_internal
 from .store.schema import connections, provider_configs
 from .validation import segment_error
@@ -56,7 +56,6 @@ _OAUTH_ERRORS = frozenset({
 })
 
 WEBHOOK_PREFIX = "/v1/webhooks/"
-_EVENT_TYPES = tuple(EVENT_TYPES.values())  # every normalized event kind of models
 
 _READ_CHUNK = 64 * 1024
 
@@ -303,12 +302,7 @@ class WebhookEntry:
             log.info("webhook for connection %s: signature missing or not valid", conn.id)
             raise Refused(401, {"error": "signature not valid"})
         try:
-            parsed = provider.parse_event(ctx=ctx, request=request)
-            if parsed is None or isinstance(parsed, str | bytes | dict):
-                raise TypeError("parse_event must return a list of events")
-            events = list(parsed)
-            if not all(isinstance(e, _EVENT_TYPES) for e in events):
-                raise TypeError("parse_event must return a list of events")
+            events = app_webhooks.parse_for(provider, ctx, request)
         except WebhookRejected as exc:
             status = exc.status if exc.status in (400, 413) else 400
             log.info("webhook for connection %s rejected by parse_event (%s)", conn.id, status)
