@@ -10,14 +10,11 @@ import requests
 
 from integration_core.hub import Hub
 from integration_core.models import Connection
-from integration_core.outbox import OutboundSettings
 
 CLIENT_ID = "ABtestClientIdOfTheIntegrationCoreQuickBooksApp00"
 CLIENT_SECRET = "test-client-secret"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 VERIFIER_TOKEN = "verifier-token-of-the-test-app"
-# Retries at once, short leases: what a test drains with.
-FAST = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, park_seconds=0.2)
 
 
 class Api:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -19,20 +21,34 @@ import pytest
 import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
-from qbo_helpers import CLIENT_ID, CLIENT_SECRET, FAST, REDIRECT_URI, VERIFIER_TOKEN, authorize
+from qbo_helpers import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, VERIFIER_TOKEN, authorize
 from quickbooks import webhooks
 
 from integration_core.cli import main
 from integration_core.config import Config
 from integration_core.hub import Hub
 from integration_core.models import Connection
-from integration_core.outbox import Outbound
+from integration_core.outbox import Outbound, OutboundSettings
 from integration_core.scheduler import Worker, drain_until_idle
-from integration_core.server import RunningServer
+from integration_core.server import RunningServer, running
 from integration_core.store.schema import connections, inbox_events, outbox_tasks, provider_configs
 from integration_core.unrouted import list_unrouted
 from integration_core.vault import generate_key, read_key_file, write_key_file
 from reference_host import ReferenceHost
+
+FAST = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, park_seconds=0.2)
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> ReferenceHost:
+    return ReferenceHost(tmp_path / "billing.sqlite3")
+
+
+@pytest.fixture
+def server(ic_hub: Hub, billing: ReferenceHost) -> Iterator[RunningServer]:
+    ic_hub.plugins.set_host(billing)
+    with running(ic_hub) as srv:
+        yield srv
 
 
 def app_connection(hub: Hub, emu: Any, tenant: str) -> tuple[Connection, str]:

@@ -4,17 +4,34 @@ HTTP: the emulator voids or deletes, signs and delivers, the core's dispatcher a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from qbo_helpers import CLIENT_ID, FAST, VERIFIER_TOKEN
+from qbo_helpers import CLIENT_ID, VERIFIER_TOKEN
 from quickbooks import inbound, webhooks
-from test_qbo_webhooks import Tenant, inbox
+from test_qbo_webhooks import FAST, Tenant, inbox
 
 from integration_core import inbound as core_inbound
+from integration_core.hub import Hub
 from integration_core.models import Ignored, PaymentReversed
 from integration_core.scheduler import drain_until_idle
+from integration_core.server import RunningServer, running
+from reference_host import ReferenceHost
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> ReferenceHost:
+    return ReferenceHost(tmp_path / "billing.sqlite3")
+
+
+@pytest.fixture
+def server(ic_hub: Hub, billing: ReferenceHost) -> Iterator[RunningServer]:
+    ic_hub.plugins.set_host(billing)
+    with running(ic_hub) as srv:
+        yield srv
 
 
 def shares_back(billing: Any) -> list[tuple[str, Decimal, str]]:

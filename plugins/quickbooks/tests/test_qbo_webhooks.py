@@ -9,22 +9,39 @@ are stored first and fetched later by the outbox (``drain_until_idle``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import sqlalchemy as sa
-from qbo_helpers import CLIENT_ID, FAST, VERIFIER_TOKEN, qbo_connection
+from qbo_helpers import CLIENT_ID, VERIFIER_TOKEN, qbo_connection
 from quickbooks import inbound, webhooks
 
 from integration_core import inbound as core_inbound
 from integration_core.hub import Hub
 from integration_core.models import InvoicePaid, WebhookRequest
+from integration_core.outbox import OutboundSettings
 from integration_core.scheduler import drain_until_idle
-from integration_core.server import RunningServer
+from integration_core.server import RunningServer, running
 from integration_core.store.schema import inbox_events
 from reference_host import ReferenceHost
+
+FAST = OutboundSettings(backoff_base=0.001, backoff_cap=0.01, lease_seconds=5.0, park_seconds=0.2)
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> ReferenceHost:
+    return ReferenceHost(tmp_path / "billing.sqlite3")
+
+
+@pytest.fixture
+def server(ic_hub: Hub, billing: ReferenceHost) -> Iterator[RunningServer]:
+    ic_hub.plugins.set_host(billing)
+    with running(ic_hub) as srv:
+        yield srv
 
 
 class Tenant:
