@@ -83,26 +83,25 @@ REASONS = {
 }
 
 
-class ConnectionChanged(Exception):
-    """The connection's row no longer matches the cached context a delivery was verified with."""
-
-
-_FINGERPRINT = (
-    connections.c.status,
-    connections.c.secrets,
-    connections.c.settings,
-    connections.c.name,
-    connections.c.invoices_outbound,
-    connections.c.customers_inbound,
-    # The provider-level values every connection falls back to (``apps.py``): a new provider-level webhook
-    # secret changes the context too. The stored secrets are a Fernet token, new on every write.
-    provider_configs.c.settings.label("app_settings"),
-    provider_configs.c.secrets.label("app_secrets"),
-)  # not updated_at: every lease and schedule write of the outbound worker moves it (onupdate)
+# What a cached connection context depends on: the row's values, read with the context and compared by the
+# guard of the storing insert. JSON settings are compared as the stored text. The provider-level values every
+# connection falls back to (``apps.py``) are in it too: a new provider-level webhook secret changes the context.
+# Stored secrets are a Fernet token, new on every write. Not updated_at: every lease and schedule write of the
+# outbound worker moves it (onupdate).
 _JOINED = connections.outerjoin(provider_configs, provider_configs.c.provider == connections.c.provider)
-_CURRENT = sa.select(*_FINGERPRINT).select_from(_JOINED).where(connections.c.id == sa.bindparam("cid"))
+_DEPENDS_ON = {
+    "status": connections.c.status,
+    "secrets": connections.c.secrets,
+    "settings_text": sa.cast(connections.c.settings, sa.Text),
+    "name": connections.c.name,
+    "invoices_outbound": connections.c.invoices_outbound,
+    "customers_inbound": connections.c.customers_inbound,
+    "app_settings_text": sa.cast(provider_configs.c.settings, sa.Text),
+    "app_secrets": provider_configs.c.secrets,
+}
 _FIND = (
-    sa.select(connections, *_FINGERPRINT[-2:])
+    sa.select(connections, provider_configs.c.settings.label("app_settings"),
+              *(expr.label(name) for name, expr in _DEPENDS_ON.items() if name not in connections.c))
     .select_from(_JOINED)
     .where(
         connections.c.provider == sa.bindparam("provider"),
@@ -110,22 +109,24 @@ _FIND = (
         connections.c.environment_id == sa.bindparam("env"),
     )
 )
+# "The connection's row (and its provider's) is still as seen": tested by the inbox's insert itself.
+_UNCHANGED = sa.exists(
+    sa.select(sa.literal(1)).select_from(_JOINED).where(
+        connections.c.id == sa.bindparam("g_cid"),
+        *(expr.is_not_distinct_from(sa.bindparam(f"g_{name}", type_=expr.type)) for name, expr in _DEPENDS_ON.items()),
+    )
+)
 
 
 def fingerprint(row: Any) -> tuple[Any, ...]:
-    """What a cached connection context depends on (from a row holding ``_FINGERPRINT``'s columns)."""
-    return tuple(getattr(row, col.name) for col in _FINGERPRINT)
+    """What a cached connection context depends on (from a row read by ``_FIND``)."""
+    return tuple(getattr(row, name) for name in _DEPENDS_ON)
 
 
-def _unchanged(connection_id: str, seen: tuple[Any, ...]) -> Callable[[sa.Connection], None]:
-    """The check run inside the storing transaction: the connection row (and its provider's) still as ``seen``."""
-
-    def check(db: sa.Connection) -> None:
-        current = db.execute(_CURRENT, {"cid": connection_id}).first()
-        if current is None or fingerprint(current) != seen:
-            raise ConnectionChanged(connection_id)
-
-    return check
+def _unchanged(connection_id: str, seen: tuple[Any, ...]) -> inbound.Guard:
+    """The guard of the storing insert: the connection row (and its provider's) still as ``seen``."""
+    values = {f"g_{name}": value for name, value in zip(_DEPENDS_ON, seen, strict=True)}
+    return inbound.Guard(_UNCHANGED, {"g_cid": connection_id, **values})
 
 
 @attrs.frozen
@@ -251,8 +252,8 @@ class WebhookEntry:
                 seen = now_seen
                 continue
             try:
-                outcomes = inbound.apply(self.hub, ctx.record, events, check=_unchanged(ctx.record.id, seen))
-            except ConnectionChanged:
+                outcomes = inbound.apply(self.hub, ctx.record, events, guard=_unchanged(ctx.record.id, seen))
+            except inbound.GuardFailed:
                 if attempt == 3:
                     raise
                 seen, ctx, cached = self._context(key, fresh=True)  # re-read, then verify again with it

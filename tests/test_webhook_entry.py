@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from integration_core.hub import Hub
 from integration_core.models import SyncSettings
 from integration_core.providers.ledger import SIGNATURE_HEADER, sign
-from integration_core.store.schema import inbox_events
+from integration_core.store.schema import inbox_events, provider_configs, utcnow
 
 from .test_inbound_support import LedgerSetup, RecordingHost, ledger_connection
 
@@ -135,3 +135,29 @@ def test_oauth_callback_without_code_is_a_page(hub: Hub) -> None:
     assert denied.status == 400 and b"access_denied" in denied.body
     unknown = hub.handle_oauth_callback(b"state=nope&code=xyz")
     assert unknown.status == 400 and b"Authorization failed" in unknown.body
+
+
+def test_the_cached_context_is_read_again_after_a_change_and_only_then(hub: Hub, acme: LedgerSetup,
+                                                                        host: RecordingHost) -> None:
+    """The storing insert itself checks the cached context against the rows (no statement of its own): a
+    change made elsewhere is caught there, and an unchanged connection is never read again."""
+    key = ("ledger", "acme", "prod")
+    assert deliver(hub, acme, "P-1") == 200
+    first = hub.entry._contexts[key]
+    for n in (2, 3, 4):
+        assert deliver(hub, acme, f"P-{n}") == 200
+    assert hub.entry._contexts[key] is first  # the guard held every time: no re-read
+    hub.update_connection(acme.conn.id, name="acme books, renamed")
+    assert deliver(hub, acme, "P-5") == 200
+    second = hub.entry._contexts[key]
+    assert second is not first and second[1].record.name == "acme books, renamed"
+    with hub.engine.begin() as db:  # a provider-level setting, as another process writes it
+        db.execute(provider_configs.insert().values(provider="ledger", settings={"note": "x"}, updated_at=utcnow()))
+    assert deliver(hub, acme, "P-6") == 200
+    third = hub.entry._contexts[key]
+    assert third is not second
+    assert deliver(hub, acme, "P-7") == 200
+    assert hub.entry._contexts[key] is third
+    assert sorted(host.payments) == [f"payment:P-{n}" for n in range(1, 8)]  # each stored and applied once
+    with hub.engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(inbox_events)).scalar_one() == 7
