@@ -7,8 +7,9 @@ delivery to a connection this process has not seen yet (cold context cache) and 
 pool's liveness pings per webhook (a round trip each on PostgreSQL; pinged only after a connection rested).
 
 Each request is a distinct, validly signed ``invoice.paid`` webhook of the ``ledger`` stub provider for a
-linked invoice: connection lookup, secret decryption, HMAC check, parse, inbox insert (dedupe key), mapping
-lookup, host hook (a no-op host), status update and audit rows. Load: a Python client, one
+linked invoice: connection lookup, secret decryption, HMAC check, parse, inbox insert (dedupe key; the same
+statement checks the cached connection context and reads the invoice's mapping), host hook (a no-op host),
+and the audit rows. Load: a Python client, one
 ``requests.Session`` per thread, closed loop, on the same machine as the server.
 """
 
@@ -245,7 +246,7 @@ def _count_rows(label: str, counts: dict[str, tuple[float, float]]) -> list[Row]
     (cs, ct), (ws, wt) = counts["cold"], counts["warm"]
     return [
         Row(NAME, f"SQL per webhook, {label}: statements / transactions (context cached; n=200)",
-            f"{ws:g} / {wt:g}", "per webhook", "was 5 / 1 (7 / 4 before)"),
+            f"{ws:g} / {wt:g}", "per webhook", "was 4 / 1 (7 / 4 at first)"),
         Row(NAME, f"  pool pings per webhook, {label} (pre-ping only after {PING_AFTER_IDLE:g} s idle)",
             counts["pings"][0], "round trips", "was 1 on PostgreSQL"),
         Row(NAME, f"  core time per webhook, {label}: in-process, one thread, no HTTP (median of 5 x 40)",
