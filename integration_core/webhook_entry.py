@@ -19,9 +19,10 @@ Provider-level endpoints (one URL per provider, the connections named by the pay
 the provider's ``route_webhook`` hook (:mod:`integration_core.app_webhooks`); 404 for a provider without it.
 
 A connection's context (its decrypted secrets) is cached per process and checked against the row on
-each delivery, inside the transaction that stores the events (:mod:`integration_core.inbound`): a
-connection changed since (secrets, settings, status), or its provider's provider-level settings and
-secrets (``providers configure``), is read again and the delivery re-verified with it.
+each delivery by the very statement that stores its first event (an :class:`inbound.Guard`, so the check
+costs no round trip): a connection changed since (secrets, settings, status), or its provider's
+provider-level settings and secrets (``providers configure``), is read again and the delivery re-verified
+with it.
 """
 
 from __future__ import annotations
