@@ -23,6 +23,7 @@ from .models import (
     PaymentReversed,
     TaskStatus,
 )
+from .store.db import is_postgres
 from .store.schema import connections, outbox_tasks
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ def apply(hub: Hub, db: sa.Connection, conn: Connection, event: Event, local_inv
         local = (mapping.local_id(db, conn.id, mapping.INVOICE, event.remote_invoice_id)
                  if local_invoice is LOOK_UP else local_invoice)
         if local is None:
+            local = _linked_meanwhile(db, conn.id, event.remote_invoice_id)
+        if local is None:
             raise Skip(f"invoice {event.remote_invoice_id} was not created from this side (no mapping)")
         if isinstance(event, InvoicePaid):
             return _invoice_paid(hub, db, conn, event, local)
@@ -80,6 +83,22 @@ def apply(hub: Hub, db: sa.Connection, conn: Connection, event: Event, local_inv
     if isinstance(event, CustomerCreated):
         return _customer_created(hub, db, conn, event)
     raise Skip(f"unknown event kind {getattr(event, 'kind', '?')}")
+
+
+def _linked_meanwhile(db: sa.Connection, connection_id: str, remote_invoice_id: str) -> str | None:
+    """The local invoice, when its link was committing while this event was read as unlinked.
+
+    The outbox links an invoice in a transaction that updates the connection row and only then reads the
+    events that wait for the link (``outbox/invoices.py`` ``_complete``). Under PostgreSQL's READ COMMITTED
+    neither transaction sees the other's uncommitted rows: without an order, this event could be stored
+    ``ignored`` while the link's transaction missed it, and the payment would never reach the host. Waiting
+    for a shared lock on the connection row orders the two. Either the link commits first and is read again
+    here, or this event commits first and the outbox reads it and applies it (``apply_waiting``). SQLite
+    needs none of this: ``BEGIN IMMEDIATE`` already runs writers one at a time."""
+    if not is_postgres(db):
+        return None
+    db.execute(sa.select(connections.c.id).where(connections.c.id == connection_id).with_for_update(read=True))
+    return mapping.local_id(db, connection_id, mapping.INVOICE, remote_invoice_id)
 
 
 def _invoice_paid(hub: Hub, db: sa.Connection, conn: Connection, event: InvoicePaid, local: str) -> str:

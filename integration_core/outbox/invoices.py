@@ -147,6 +147,8 @@ class InvoiceTasks(TaskStart, DependentTasks):
                 if result.rowcount != 1:
                     raise _LeaseLost()
                 mapping.link_new(db, task.connection_id, mapping.INVOICE, task.local_id, remote.remote_id)
+                # Before the waiting events are read: an event stored meanwhile as unlinked waits for this row's
+                # lock and then sees the link, or committed first and is read below (effects._linked_meanwhile).
                 db.execute(_SUCCESS, {"b_cid": task.connection_id, "b_now": now})
                 how = "adopted existing" if remote.adopted else "created"
                 number = f" ({remote.remote_number})" if remote.remote_number else ""
