@@ -102,7 +102,9 @@ def test_rate_limited_pushes_connection_due_time(hub: Hub) -> None:
     assert due >= before + dt.timedelta(seconds=0.15)  # retry_after 0.2 s from the fault
     task = find_task(hub, conn.id, "inv-1")
     assert task.status == TaskStatus.PENDING and task.attempts == 0  # waiting for rate is not an attempt
-    assert Outbound(hub, "w2", FAST).tick().claimed == 0  # not due yet
+    claimed = Outbound(hub, "w2", FAST).tick().claimed
+    if utcnow() < due:  # the whole tick ran before the due time (a loaded machine may take longer): nothing claimed
+        assert claimed == 0
     drain(hub)
     assert len(ledger_mod.ledger(account).invoices) == 2
 
