@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
 from .actor import current_actor
@@ -9,12 +11,16 @@ from .store.schema import audit_log, utcnow
 
 _INSERT = audit_log.insert()
 _FIELDS = ("at", "connection_id", "subject", "subject_id", "action", "detail", "actor")
-# Two rows in one prebuilt statement: one round trip, and none of the driver's executemany machinery (on
-# PostgreSQL a pipeline per call). The inbox writes two rows with every first delivery. INSERT ... SELECT
-# rather than a multi-row VALUES, which SQLAlchemy compiles again on every call.
-_INSERT_TWO = audit_log.insert().from_select(list(_FIELDS), sa.union_all(*(
-    sa.select(*(sa.bindparam(f"{name}_{row}", type_=audit_log.c[name].type) for name in _FIELDS)) for row in (0, 1)
-)))
+
+
+@functools.cache
+def _insert_rows(count: int) -> sa.Insert:
+    """``count`` rows in one statement, built once per count: one round trip, and none of the driver's
+    executemany machinery (on PostgreSQL a pipeline per call). INSERT ... SELECT ... UNION ALL SELECT rather
+    than a multi-row VALUES, which SQLAlchemy compiles again on every call."""
+    rows = [sa.select(*(sa.bindparam(f"{name}_{row}", type_=audit_log.c[name].type) for name in _FIELDS))
+            for row in range(count)]
+    return audit_log.insert().from_select(list(_FIELDS), rows[0] if count == 1 else sa.union_all(*rows))
 
 
 def record(
@@ -49,22 +55,13 @@ def record_many(
 ) -> None:
     """Several ``(action, detail)`` rows for one subject in one statement, in order."""
     at, actor = utcnow(), current_actor()
-    rows = [
-        {
-            "at": at,
-            "connection_id": connection_id,
-            "subject": subject,
-            "subject_id": str(subject_id),
-            "action": action,
-            "detail": (detail or None) and detail[:4000],
-            "actor": actor,
-        }
-        for action, detail in actions
-    ]
-    if len(rows) == 2:
-        conn.execute(_INSERT_TWO, {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()})
-    else:
-        conn.execute(_INSERT, rows)
+    common = {"at": at, "connection_id": connection_id, "subject": subject, "subject_id": str(subject_id),
+              "actor": actor}
+    params: dict[str, object] = {}
+    for i, (action, detail) in enumerate(actions):
+        row = {**common, "action": action, "detail": (detail or None) and detail[:4000]}
+        params.update({f"{name}_{i}": value for name, value in row.items()})
+    conn.execute(_insert_rows(len(actions)), params)
 
 
 def history(conn: sa.Connection, subject: str, subject_id: str | int) -> list[sa.Row]:
