@@ -20,6 +20,7 @@ does).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,6 @@ _LOCAL_INVOICE = sa.select(_m.local_id).where(
     _m.connection_id == sa.bindparam("connection_id"), _m.entity_type == mapping.INVOICE,
     _m.remote_id == sa.bindparam("remote_id"),
 ).scalar_subquery()
-_INSERTS: dict[int, tuple[Any, sa.Insert]] = {}
 _SETTLE = (
     inbox_events.update()
     .where(inbox_events.c.id == sa.bindparam("eid"))
@@ -94,17 +94,13 @@ _SETTLE = (
 )
 
 
+@functools.cache  # per clause object (hashed by identity, and kept alive here)
 def _insert_statement(clause: sa.ColumnElement[bool] | None) -> sa.Insert:
     """``INSERT INTO inbox_events (...) SELECT <values> [WHERE clause] RETURNING id, <local invoice>``."""
-    known = _INSERTS.get(id(clause))
-    if known is not None:
-        return known[1]
     values = sa.select(*(sa.bindparam(name, type_=inbox_events.c[name].type) for name in _COLUMNS))
     if clause is not None:
         values = values.where(clause)
-    statement = inbox_events.insert().from_select(list(_COLUMNS), values).returning(inbox_events.c.id, _LOCAL_INVOICE)
-    _INSERTS[id(clause)] = (clause, statement)  # the clause is kept alive: its id is not reused
-    return statement
+    return inbox_events.insert().from_select(list(_COLUMNS), values).returning(inbox_events.c.id, _LOCAL_INVOICE)
 
 
 def apply(hub: Hub, connection: Connection, events: Iterable[Event], *, guard: Guard | None = None
