@@ -23,7 +23,7 @@ from .models import (
     PaymentReversed,
     TaskStatus,
 )
-from .store.db import is_postgres
+from .store.db import is_postgres, lock_rows
 from .store.schema import connections, outbox_tasks
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def _linked_meanwhile(db: sa.Connection, connection_id: str, remote_invoice_id: 
     needs none of this: ``BEGIN IMMEDIATE`` already runs writers one at a time."""
     if not is_postgres(db):
         return None
-    db.execute(sa.select(connections.c.id).where(connections.c.id == connection_id).with_for_update(read=True))
+    db.execute(lock_rows(db, sa.select(connections.c.id).where(connections.c.id == connection_id), shared=True))
     return mapping.local_id(db, connection_id, mapping.INVOICE, remote_invoice_id)
 
 

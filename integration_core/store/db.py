@@ -266,11 +266,13 @@ def is_postgres(engine: sa.Engine | sa.Connection) -> bool:
 SelectT = TypeVar("SelectT", bound=sa.Select[Any])
 
 
-def lock_rows(db: sa.Engine | sa.Connection, query: SelectT, *, skip_locked: bool = False) -> SelectT:
-    """``query`` with ``FOR UPDATE`` on PostgreSQL (optionally ``SKIP LOCKED``). On SQLite every write
-    transaction starts with ``BEGIN IMMEDIATE`` and so already holds the one database lock."""
+def lock_rows(db: sa.Engine | sa.Connection, query: SelectT, *, skip_locked: bool = False,
+              shared: bool = False) -> SelectT:
+    """``query`` with ``FOR UPDATE`` on PostgreSQL (optionally ``SKIP LOCKED``; ``shared``: ``FOR SHARE``,
+    which waits only for writers of the rows). On SQLite every write transaction starts with ``BEGIN
+    IMMEDIATE`` and so already holds the one database lock."""
     if is_postgres(db):
-        return query.with_for_update(skip_locked=skip_locked)
+        return query.with_for_update(read=shared, skip_locked=skip_locked)
     return query
 
 
